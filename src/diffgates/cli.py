@@ -1,0 +1,47 @@
+"""The ``diffgates`` command line: ``diffgates <command> ...`` or ``python -m diffgates <command> ...``.
+
+Each command lives in its own module under ``diffgates.commands`` and exposes ``HELP`` (one line),
+``configure(parser)`` (adds its arguments) and ``run(args) -> int`` (exit status). Modules are imported
+only when their command runs, so ``diffgates --help`` is fast and one broken backend cannot break the rest.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "train": "diffgates.commands.train",
+    "eval": "diffgates.commands.evaluate",
+    "circuit": "diffgates.commands.circuit",
+    "export": "diffgates.commands.export",
+    "verify-verilog": "diffgates.commands.verify_verilog",
+}
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="diffgates", description="Train logic gate networks and ship "
+                                     "them as bit-exact circuits.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, module_name in COMMANDS.items():
+        if name != chosen:  # only the command that runs is imported; the others list by name
+            sub.add_parser(name, help=f"(see: diffgates {name} --help)")
+            continue
+        module = importlib.import_module(module_name)
+        module.configure(sub.add_parser(name, help=module.HELP, description=module.HELP))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

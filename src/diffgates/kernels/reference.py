@@ -1,0 +1,57 @@
+"""Plain-PyTorch reference for the LogicLayer computation: the executable spec every kernel must match.
+
+``logic_layer_reference`` is the paper's formulation verbatim: each neuron mixes the 16 gate
+relaxations (written out one by one from ``diffgates.gates.COEFFS``) with softmax weights in training
+mode, or takes the one-hot argmax gate in eval mode. It is deliberately simple and slow (16 ops over
+(N, out_dim) tensors) and is also the "plain 16-op mixture" the benchmarks compare against.
+
+``gate_coefficients`` is the collapsed form used by the fused kernels: per neuron the 4 numbers
+(c0, c1, c2, c3) with output = c0 + c1 a + c2 b + c3 ab.
+"""
+from __future__ import annotations
+
+import torch
+
+from .. import gates
+
+
+def gate_probabilities(weights: torch.Tensor, training: bool) -> torch.Tensor:
+    """(out, 16) mixing weights: softmax in training mode, one-hot argmax in eval mode."""
+    if training:
+        return torch.softmax(weights, dim=-1)
+    return torch.nn.functional.one_hot(weights.argmax(-1), gates.NUM_GATES).to(weights.dtype)
+
+
+def coefficient_matrix(dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """(16, 4) tensor of ``gates.COEFFS``: mixing weights @ this = per-neuron coefficients."""
+    return torch.as_tensor(gates.COEFFS, dtype=dtype, device=device)
+
+
+def gate_coefficients(weights: torch.Tensor, training: bool) -> torch.Tensor:
+    """(out, 4) coefficients (c0, c1, c2, c3) of each neuron's (mixed) relaxation; differentiable."""
+    probs = gate_probabilities(weights, training)
+    return probs @ coefficient_matrix(probs.dtype, probs.device)
+
+
+def logic_layer_reference(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tensor,
+                          training: bool) -> torch.Tensor:
+    """(N, in) probabilities -> (N, out): the 16-relaxation mixture, one term per gate."""
+    a = x[:, connections[0]]
+    b = x[:, connections[1]]
+    ab = a * b
+    probs = gate_probabilities(weights, training)
+    # Each gate's relaxation, from its coefficients over {1, a, b, ab} (product logic).
+    out = torch.zeros_like(a)
+    for g in gates.GATES:
+        c0, c1, c2, c3 = g.coeffs
+        relaxed = c0 + c1 * a + c2 * b + c3 * ab if any(g.coeffs) else torch.zeros_like(a)
+        out = out + probs[:, g.id] * relaxed
+    return out
+
+
+def logic_layer_coefficients_reference(x: torch.Tensor, coeffs: torch.Tensor,
+                                       connections: torch.Tensor) -> torch.Tensor:
+    """(N, in), (out, 4) -> (N, out): the collapsed 4-coefficient form in plain PyTorch."""
+    a = x[:, connections[0]]
+    b = x[:, connections[1]]
+    return coeffs[:, 0] + coeffs[:, 1] * a + coeffs[:, 2] * b + coeffs[:, 3] * (a * b)
