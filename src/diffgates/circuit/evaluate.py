@@ -35,7 +35,7 @@ def as_input_bits(x, n_inputs: int) -> np.ndarray:
     bad = (x != 0) & (x != 1)
     if bad.any():
         r, c = np.argwhere(bad)[0]
-        raise ValueError(f"circuit inputs must be binary (0 or 1); got {x[r, c]!r} at sample {r}, input {c} "
+        raise ValueError(f"circuit inputs must be binary (0 or 1); got {x[r, c].item()!r} at sample {r}, input {c} "
                          f"({int(bad.sum())} non-binary values in total). Binarize first, e.g. with "
                          f"Dataset.encode(x, binary=True)")
     return np.ascontiguousarray(x == 1)
