@@ -41,18 +41,10 @@ def as_input_bits(x, n_inputs: int) -> np.ndarray:
     return np.ascontiguousarray(x == 1)
 
 
-def _level_groups(circuit: Circuit) -> list[np.ndarray]:
-    """Gate indices grouped by logic level; within a level gates are independent."""
-    lv = circuit.gate_levels()
-    order = np.argsort(lv, kind="stable")
-    bounds = np.flatnonzero(np.diff(lv[order])) + 1
-    return np.split(order, bounds) if order.size else []
-
-
 def evaluate_outputs(circuit: Circuit, x, chunk: int = 1024) -> np.ndarray:
     """(N, n_inputs) bits -> (N, n_outputs) bool values of the output nodes."""
     bits = as_input_bits(x, circuit.n_inputs)
-    groups = _level_groups(circuit)
+    groups = circuit.level_groups()
     out = np.empty((bits.shape[0], circuit.n_outputs), dtype=bool)
     for start in range(0, bits.shape[0], chunk):  # chunks bound memory to chunk * n_nodes bytes
         rows = bits[start:start + chunk]

@@ -12,7 +12,8 @@ A ``Circuit`` is a netlist of two-input gates over ``n_inputs`` input bits, plus
   An output may be any node (an input bit, a constant gate) and may repeat after simplification.
 
 ``levels()`` gives every node's logic depth (inputs 0, a gate 1 + the deepest input it uses).
-Circuits built from layered models are *levelized*: gate levels never decrease in index order.
+``passes.levelize`` / ``passes.simplify`` make a circuit *levelized*: gate levels never decrease in
+index order (a layered model's circuit need not be: a constant gate in layer 3 has level 1).
 
 Serialisation is plain JSON (``save`` / ``load``), never pickle. Example::
 
@@ -38,6 +39,58 @@ FORMAT_VERSION = 1
 
 class CircuitFormatError(ValueError):
     """A circuit file or object is malformed, foreign or inconsistent."""
+
+
+# USES_A[g] / USES_B[g]: whether gate g's output depends on input a / b.
+USES_A = np.array([g.uses_a for g in gates.GATES], dtype=bool)
+USES_B = np.array([g.uses_b for g in gates.GATES], dtype=bool)
+
+
+def node_levels(n_inputs: int, ops: np.ndarray, a: np.ndarray, b: np.ndarray, chunk: int = 8192,
+                max_sweeps: int = 8) -> np.ndarray:
+    """(n_nodes,) int64 logic depth, as ``Circuit.levels()`` (inputs a gate ignores do not count).
+
+    Vectorised over chunks of ``chunk`` gates in index (topological) order: inputs from earlier chunks
+    are final, so one gather gives every gate whose inputs lie outside its chunk (all of them in a
+    layered circuit); the few reading inside the chunk are re-swept until stable, and a chunk still
+    changing after ``max_sweeps`` sweeps (a deep chain) finishes in a plain loop.
+    """
+    n_nodes = n_inputs + ops.shape[0]
+    # An ignored input reads the sentinel slot n_nodes, which stays at level 0.
+    ia = np.where(USES_A[ops], a, n_nodes)
+    ib = np.where(USES_B[ops], b, n_nodes)
+    level = np.zeros(n_nodes + 1, dtype=np.int64)
+    for start in range(n_inputs, n_nodes, chunk):
+        stop = min(start + chunk, n_nodes)
+        ca, cb = ia[start - n_inputs:stop - n_inputs], ib[start - n_inputs:stop - n_inputs]
+        level[start:stop] = np.maximum(level[ca], level[cb]) + 1
+        inside = np.flatnonzero(((ca >= start) & (ca < n_nodes)) | ((cb >= start) & (cb < n_nodes)))
+        if not inside.size:
+            continue
+        ca, cb, nodes = ca[inside], cb[inside], start + inside
+        for _ in range(max_sweeps):
+            new = np.maximum(level[ca], level[cb]) + 1
+            if np.array_equal(new, level[nodes]):
+                break
+            level[nodes] = new
+        else:  # a deep chain inside the chunk: one exact pass in index order
+            lv = level.tolist()
+            for node, x, y in zip(nodes.tolist(), ca.tolist(), cb.tolist()):
+                lx, ly = lv[x], lv[y]
+                lv[node] = 1 + (lx if lx > ly else ly)
+            level[nodes] = np.asarray(lv, dtype=np.int64)[nodes]
+    return level[:n_nodes]
+
+
+def level_groups(n_inputs: int, ops: np.ndarray, a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
+    """Gate indices grouped by logic depth, shallowest first, ascending index within a group.
+
+    A gate's used inputs all lie in earlier groups, so processing groups in order is a topological sweep.
+    """
+    lv = node_levels(n_inputs, ops, a, b)[n_inputs:]
+    order = np.argsort(lv, kind="stable")
+    return np.split(order, np.flatnonzero(np.diff(lv[order])) + 1) if order.size else []
+
 
 
 @dataclass
@@ -110,14 +163,11 @@ class Circuit:
 
     def levels(self) -> np.ndarray:
         """(n_nodes,) int64 logic depth: inputs 0, a gate 1 + max level of the inputs it uses."""
-        level = np.zeros(self.n_nodes, dtype=np.int64)
-        uses_a = np.array([gt.uses_a for gt in gates.GATES])[self.ops]
-        uses_b = np.array([gt.uses_b for gt in gates.GATES])[self.ops]
-        for i in range(self.n_gates):  # topological order makes one forward pass enough
-            la = level[self.a[i]] if uses_a[i] else 0
-            lb = level[self.b[i]] if uses_b[i] else 0
-            level[self.n_inputs + i] = 1 + max(la, lb)
-        return level
+        return node_levels(self.n_inputs, self.ops, self.a, self.b)
+
+    def level_groups(self) -> list[np.ndarray]:
+        """Gate indices grouped by logic depth, shallowest first (each group is independent)."""
+        return level_groups(self.n_inputs, self.ops, self.a, self.b)
 
     def gate_levels(self) -> np.ndarray:
         return self.levels()[self.n_inputs:]
@@ -170,11 +220,25 @@ class Circuit:
         if d.get("version") != FORMAT_VERSION:
             raise CircuitFormatError(f"{source} has circuit format version {d.get('version')!r}; this "
                                      f"diffgates reads version {FORMAT_VERSION}")
+        def integers(name: str, value: Any) -> np.ndarray:
+            # np.asarray(..., dtype=int64) would silently truncate 1.7 -> 1 in a corrupt file.
+            arr = np.asarray(value)
+            if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+                raise CircuitFormatError(f"{source}: field {name!r} must be a list of integers, got "
+                                         f"{str(value)[:80]}")
+            return arr.astype(np.int64)
+
+        def integer(name: str, value: Any) -> int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise CircuitFormatError(f"{source}: field {name!r} must be an integer, got {value!r}")
+            return value
+
         try:
             g = d["gates"]
-            return cls(n_inputs=d["n_inputs"], ops=np.asarray(g["op"], dtype=np.int64),
-                       a=np.asarray(g["a"], dtype=np.int64), b=np.asarray(g["b"], dtype=np.int64),
-                       outputs=np.asarray(d["outputs"], dtype=np.int64), num_classes=d["num_classes"],
+            return cls(n_inputs=integer("n_inputs", d["n_inputs"]), ops=integers("gates.op", g["op"]),
+                       a=integers("gates.a", g["a"]), b=integers("gates.b", g["b"]),
+                       outputs=integers("outputs", d["outputs"]),
+                       num_classes=integer("num_classes", d["num_classes"]),
                        tau=d.get("tau", 1.0), input_layout=d.get("input_layout"), meta=d.get("meta") or {})
         except CircuitFormatError:
             raise
