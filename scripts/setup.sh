@@ -10,6 +10,8 @@ PY=${PYTHON:-python3}
 
 "$PY" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
 "$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+# Triton runs the GPU kernels' tests under its interpreter on CPU (it has no torch dependency).
+"$PY" -m pip install --quiet --disable-pip-version-check "triton==3.9.0"
 
 if [ -z "${DIFFGATES_NO_APT:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()

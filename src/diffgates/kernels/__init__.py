@@ -8,7 +8,8 @@ Implementations:
 warning when that kernel cannot run here (no C compiler, no Triton), so importing never fails.
 
 A fused kernel module exposes ``unavailable_reason() -> str | None`` and
-``logic_layer(x, coeffs, connections) -> Tensor`` (differentiable in x and coeffs).
+``logic_layer(x, coeffs, connections) -> Tensor`` (differentiable in x and coeffs), and optionally
+its own ``gate_coefficients(weights, training)`` (same contract as ``reference.gate_coefficients``).
 """
 from __future__ import annotations
 
@@ -80,5 +81,7 @@ def logic_layer(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tenso
     name = resolve(implementation, x.device)
     if name == "reference":
         return logic_layer_reference(x, weights, connections, training)
-    coeffs = gate_coefficients(weights.to(x.dtype), training)
-    return _fused_module(name).logic_layer(x, coeffs, connections)
+    module = _fused_module(name)
+    # A kernel module may fuse softmax -> coefficients itself (fewer launches, CUDA-graph friendly).
+    coeffs = getattr(module, "gate_coefficients", gate_coefficients)(weights.to(x.dtype), training)
+    return module.logic_layer(x, coeffs, connections)

@@ -10,6 +10,8 @@ mode, or takes the one-hot argmax gate in eval mode. It is deliberately simple a
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from .. import gates
@@ -22,9 +24,18 @@ def gate_probabilities(weights: torch.Tensor, training: bool) -> torch.Tensor:
     return torch.nn.functional.one_hot(weights.argmax(-1), gates.NUM_GATES).to(weights.dtype)
 
 
-def coefficient_matrix(dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
-    """(16, 4) tensor of ``gates.COEFFS``: mixing weights @ this = per-neuron coefficients."""
+@functools.lru_cache(maxsize=None)
+def _coefficient_matrix(dtype: torch.dtype, device: torch.device) -> torch.Tensor:
     return torch.as_tensor(gates.COEFFS, dtype=dtype, device=device)
+
+
+def coefficient_matrix(dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """(16, 4) tensor of ``gates.COEFFS``: mixing weights @ this = per-neuron coefficients.
+
+    Cached per (dtype, device): a fresh host-to-device copy every step would sync a GPU and break
+    CUDA-graph capture.
+    """
+    return _coefficient_matrix(dtype, torch.device(device))
 
 
 def gate_coefficients(weights: torch.Tensor, training: bool) -> torch.Tensor:

@@ -1,0 +1,137 @@
+"""Compile every Triton kernel of diffgates for a CUDA GPU without one: a CPU-side check of compiled mode.
+
+Triton's interpreter (``TRITON_INTERPRET=1``) runs the kernels' semantics on the CPU, but it does not
+run the compiler: layouts, type rules of the lowering, register/shared-memory limits and PTX assembly
+are only exercised by a real compilation. Triton can compile ahead of time for a named target with its
+bundled ``ptxas``, no GPU or driver needed; this module does that for each kernel in the
+specialisations the wrappers launch (dtypes, word sizes, flags, default launch parameters).
+
+Run (must not run under the interpreter; exits 1 if any kernel fails)::
+
+    PYTHONPATH=src python -m diffgates.kernels.gpu_aot            # sm_90 (H100/H200)
+    PYTHONPATH=src python -m diffgates.kernels.gpu_aot --arch 80 --quick
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+
+@dataclass
+class Result:
+    name: str
+    ok: bool
+    detail: str  # error text, or size/shared-memory summary
+
+
+def _kernel_specs(quick: bool):
+    """(name, kernel, signature, constexprs, num_warps) for every launched specialisation."""
+    import triton.language as tl
+
+    from . import gpu_packed as packed
+    from . import gpu_triton as train
+    from ..engines.gpu import GpuEngineConfig, _lane_ones
+
+    t = train.TUNING
+    dtypes = [("fp32", tl.float32), ("fp64", tl.float64), ("fp16", tl.float32), ("bf16", tl.float32)]
+    for dt, acc in dtypes[:1] if quick else dtypes:
+        part = "fp64" if dt == "fp64" else "fp32"
+        yield (f"forward {dt}", train._forward_kernel,
+               {"x_ptr": f"*{dt}", "coeff_ptr": f"*{dt}", "conn_ptr": "*i32", "y_ptr": f"*{dt}", "N": "i32",
+                "IN": "i32", "OUT": "i32"},
+               {"BLOCK_N": t.fwd_block_n, "BLOCK_J": t.fwd_block_j, "ACC": acc}, t.fwd_warps)
+        flags = [(True, False)] if quick else [(True, False), (True, True), (False, True)]
+        for need, atomic in flags:
+            yield (f"coefficient gradient {dt} need_coeffs={need} atomic_x={atomic}", train._coeff_grad_kernel,
+                   {"x_ptr": f"*{dt}", "coeff_ptr": f"*{dt}", "conn_ptr": "*i32", "gy_ptr": f"*{dt}",
+                    "gcoeff_ptr": f"*{part}", "gx_ptr": f"*{part}", "N": "i32", "IN": "i32", "OUT": "i32",
+                    "ROWS_PER_SPLIT": "i32"},
+                   {"BLOCK_N": t.grad_block_n, "BLOCK_J": t.grad_block_j, "ACC": acc, "NEED_COEFFS": need,
+                    "ATOMIC_X": atomic}, t.grad_warps)
+        yield (f"input gradient (csr) {dt}", train._input_grad_csr_kernel,
+               {"x_ptr": f"*{dt}", "coeff_ptr": f"*{dt}", "conn_ptr": "*i32", "gy_ptr": f"*{dt}",
+                "fan_offsets_ptr": "*i32", "fan_entries_ptr": "*i32", "gx_ptr": f"*{dt}", "N": "i32", "IN": "i32",
+                "OUT": "i32"},
+               {"BLOCK_N": t.csr_block_n, "BLOCK_I": t.csr_block_i, "ACC": acc}, t.csr_warps)
+        yield (f"coefficients forward {dt}", train._coeffs_forward_kernel,
+               {"w_ptr": f"*{dt}", "table_ptr": f"*{dt}", "c_ptr": f"*{dt}", "OUT": "i32"},
+               {"BLOCK_J": t.coeff_block_j, "ACC": acc}, t.coeff_warps)
+        yield (f"coefficients backward {dt}", train._coeffs_backward_kernel,
+               {"w_ptr": f"*{dt}", "table_ptr": f"*{dt}", "gc_ptr": f"*{dt}", "gw_ptr": f"*{dt}", "OUT": "i32"},
+               {"BLOCK_J": t.coeff_block_j, "ACC": acc}, t.coeff_warps)
+
+    cfg = GpuEngineConfig()
+    for wb in (32,) if quick else (32, 64):
+        word, signed, store = (tl.uint32, tl.int32, "i32") if wb == 32 else (tl.uint64, tl.int64, "i64")
+        yield (f"pack {wb}", packed._pack_kernel,
+               {"x_ptr": "*u8", "out_ptr": f"*{store}", "N": "i32", "D": "i32", "W_TOTAL": "i32"},
+               {"WORD": word, "SIGNED": signed, "WB": wb, "BLOCK_W": 8, "BLOCK_D": 32}, 4)
+        yield (f"unpack {wb}", packed._unpack_kernel,
+               {"words_ptr": f"*{store}", "out_ptr": "*u8", "N": "i32", "R": "i32", "W_TOTAL": "i32"},
+               {"WORD": word, "WB": wb, "BLOCK_S": 64, "BLOCK_R": 32}, 4)
+        sig = {"in_ptr": f"*{store}", "W_TOTAL": "i32", "N": "i32", "n_tiles": "i32", "in_index_ptr": "*i32",
+               "in_slot_ptr": "*i32", "n_in_used": "i32", "gate_a_ptr": "*i32", "gate_b_ptr": "*i32",
+               "gate_out_ptr": "*i32", "level_ptr": "*i32", "n_levels": "i32", "out_slot_ptr": "*i32",
+               "n_outputs": "i32", "group_size": "i32", "K": "i32", "scratch_ptr": f"*{store}", "n_slots": "i32",
+               "counts_ptr": "*i32", "bits_ptr": f"*{store}"}
+        modes = [(True, False, 4)] if quick else [(True, False, 4), (True, False, 8), (False, True, 4)]
+        for counts, bits, lane_bits in modes:
+            yield (f"circuit {wb}-bit counts={counts} bits={bits} lanes={lane_bits}", packed._circuit_kernel, sig,
+                   {"WORD": word, "SIGNED": signed, "WB": wb, "LANE_BITS": lane_bits,
+                    "LANES": _lane_ones(wb, lane_bits), "BLOCK_W": cfg.words_per_tile(wb), "BLOCK_G": cfg.block_gates,
+                    "BLOCK_O": cfg.block_outputs, "WRITE_COUNTS": counts, "WRITE_BITS": bits}, cfg.num_warps)
+
+
+def compile_all(arch: int = 90, quick: bool = False, verbose: bool = False) -> list[Result]:
+    """Compile the kernels for ``sm_<arch>``; one Result per specialisation.
+
+    Args:
+        arch: CUDA compute capability as an integer (90 = H100/H200, 80 = A100).
+        quick: one specialisation per kernel (float32, 32-bit words) instead of all.
+        verbose: print each result as it completes.
+    """
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        raise RuntimeError("gpu_aot compiles real kernels: unset TRITON_INTERPRET (the kernels were decorated "
+                           "for the interpreter)")
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    target = GPUTarget("cuda", arch, 32)
+    results = []
+    for name, fn, signature, constexprs, warps in _kernel_specs(quick):
+        sig = dict(signature)
+        sig.update({k: "constexpr" for k in constexprs})
+        # Pointers are 16-byte aligned at launch (torch allocations), as the JIT specialises them.
+        attrs = {(i,): [["tt.divisibility", 16]] for i, v in enumerate(sig.values()) if v.startswith("*")}
+        start = time.perf_counter()
+        try:
+            compiled = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=constexprs, attrs=attrs),
+                                      target=target, options={"num_warps": warps})
+            detail = (f"{time.perf_counter() - start:.1f} s, cubin {len(compiled.asm['cubin'])} bytes, "
+                      f"shared {compiled.metadata.shared} bytes")
+            results.append(Result(name, True, detail))
+        except Exception as exc:  # report every failing kernel, not only the first
+            results.append(Result(name, False, f"{type(exc).__name__}: {exc}"))
+        if verbose:
+            r = results[-1]
+            print(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.detail}", flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Compile diffgates' Triton kernels for a CUDA GPU, without one.")
+    parser.add_argument("--arch", type=int, default=90, help="compute capability, e.g. 90 (H100), 80 (A100)")
+    parser.add_argument("--quick", action="store_true", help="one specialisation per kernel")
+    args = parser.parse_args(argv)
+    results = compile_all(args.arch, args.quick, verbose=True)
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)}/{len(results)} kernels compiled for sm_{args.arch}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,312 @@
+"""Tests of the Triton LogicLayer kernels (``diffgates.kernels.gpu``) against the reference.
+
+Without CUDA the kernels run on CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``, set
+here before the kernels are first imported), at small awkward sizes. With CUDA they run on the GPU,
+and the GPU-only tests add full-size layers, half precision and the ``LogicLayer`` dispatch.
+Skipped when Triton is not installed.
+
+Tolerances: float32 atol 1e-5 / rtol 1e-4 (a few rounding steps on values of order 1 and sums over a
+handful of consumers), float64 atol 1e-12 / rtol 1e-10; eval mode on {0,1} inputs is compared exactly.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # must precede the kernels' first import
+pytest.importorskip("triton")
+
+from kernel_checks import check_against_reference, make_inputs, reference_fn  # noqa: E402
+
+from diffgates import kernels  # noqa: E402
+from diffgates.kernels import gpu, reference  # noqa: E402
+
+if gpu.unavailable_reason() is not None:
+    pytest.skip(f"Triton kernels cannot run here: {gpu.unavailable_reason()}", allow_module_level=True)
+
+ON_GPU = torch.cuda.is_available() and not gpu.interpreting()
+DEVICE = "cuda" if ON_GPU else "cpu"
+gpu_only = pytest.mark.skipif(not ON_GPU, reason="needs a CUDA device (the interpreter runs small sizes only)")
+
+TOL = {torch.float32: dict(atol=1e-5, rtol=1e-4), torch.float64: dict(atol=1e-12, rtol=1e-10)}
+SIZES = [(1, 63, 65), (65, 157, 63), (157, 65, 157)]  # (N, in_dim, out_dim), awkward on purpose
+
+
+def fused(x, weights, connections, training):
+    """The GPU path as the dispatcher runs it: fused coefficients, then the fused layer."""
+    return gpu.logic_layer(x, gpu.gate_coefficients(weights, training), connections)
+
+
+@pytest.fixture(params=["csr", "atomic"])
+def backward_mode(request):
+    before = gpu.backward_mode()
+    gpu.set_backward_mode(request.param)
+    yield request.param
+    gpu.set_backward_mode(before)
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_matches_reference_float32(size, backward_mode):
+    check_against_reference(fused, reference_fn, *size, dtype=torch.float32, device=DEVICE, **TOL[torch.float32])
+
+
+@pytest.mark.parametrize("size", [SIZES[0], SIZES[2]])
+def test_matches_reference_float64(size):
+    check_against_reference(fused, reference_fn, *size, dtype=torch.float64, device=DEVICE, **TOL[torch.float64])
+
+
+def test_unique_connections():
+    check_against_reference(fused, reference_fn, 63, 65, 157, dtype=torch.float64, connections="unique",
+                            device=DEVICE, **TOL[torch.float64])
+
+
+def test_self_pairs_and_heavily_shared_inputs(backward_mode):
+    # 3 inputs feed 65 neurons: every input has ~43 consumers; neurons 0..9 read one input twice.
+    conn = torch.randint(0, 3, (2, 65), generator=torch.Generator().manual_seed(3))
+    conn[1, :10] = conn[0, :10]
+    check_against_reference(fused, reference_fn, 33, 3, 65, dtype=torch.float64, connections=conn,
+                            device=DEVICE, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_eval_mode_is_exact_on_bits(dtype):
+    check_against_reference(fused, reference_fn, 65, 63, 157, dtype=dtype, training=False, inputs="bits",
+                            exact=True, device=DEVICE, **TOL[dtype])
+
+
+def test_csr_backward_is_deterministic():
+    gpu.set_backward_mode("csr")
+    x, w, conn = make_inputs(157, 65, 157, dtype=torch.float32, device=DEVICE, seed=5)
+    grads = []
+    for _ in range(2):
+        xi = x.clone().requires_grad_()
+        y = gpu.logic_layer(xi, reference.gate_coefficients(w, True), conn)
+        y.backward(torch.ones_like(y))
+        grads.append(xi.grad)
+    assert torch.equal(grads[0], grads[1])
+
+
+def test_batch_split_coefficient_reduction():
+    # The coefficient gradient sums over the batch in slices; any slicing gives the same numbers.
+    from diffgates.kernels import gpu_triton
+    x, w, conn = make_inputs(157, 63, 65, dtype=torch.float64, device=DEVICE, seed=2)
+    wiring = gpu.wiring(conn, x.shape[1])
+    coeffs = reference.gate_coefficients(w, True)
+    gy = torch.randn(157, 65, dtype=torch.float64, generator=torch.Generator().manual_seed(9)).to(DEVICE)
+    results = [gpu_triton.backward(gy, x, coeffs, wiring.conn, wiring.fan_offsets, wiring.fan_entries,
+                                   deterministic=True, need_x=False, need_coeffs=True, splits=s)[1] for s in (1, 3)]
+    a, b, ab = x[:, conn[0]], x[:, conn[1]], x[:, conn[0]] * x[:, conn[1]]
+    expected = torch.stack([gy.sum(0), (gy * a).sum(0), (gy * b).sum(0), (gy * ab).sum(0)], dim=1)
+    for r in results:
+        torch.testing.assert_close(r, expected, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_gate_coefficients(dtype):
+    _, w, _ = make_inputs(1, 2, 157, dtype=dtype, device=DEVICE, seed=4)
+    w1, w2 = w.clone().requires_grad_(), w.clone().requires_grad_()
+    c1, c2 = gpu.gate_coefficients(w1, True), reference.gate_coefficients(w2, True)
+    torch.testing.assert_close(c1, c2, **TOL[dtype])
+    g = torch.randn(157, 4, dtype=dtype, generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    c1.backward(g)
+    c2.backward(g)
+    torch.testing.assert_close(w1.grad, w2.grad, **TOL[dtype])
+    assert torch.equal(gpu.gate_coefficients(w, False), reference.gate_coefficients(w, False))
+
+
+def test_only_requested_gradients_are_computed():
+    x, w, conn = make_inputs(5, 7, 9, dtype=torch.float32, device=DEVICE)
+    coeffs = reference.gate_coefficients(w, True).requires_grad_()
+    y = gpu.logic_layer(x, coeffs, conn)  # x needs no gradient
+    (gc,) = torch.autograd.grad(y.sum(), coeffs)
+    assert gc.shape == (9, 4)
+    xg = x.clone().requires_grad_()
+    (gx,) = torch.autograd.grad(gpu.logic_layer(xg, coeffs.detach(), conn).sum(), xg)
+    assert gx.shape == x.shape
+
+
+def test_empty_batch():
+    x, w, conn = make_inputs(1, 7, 9, dtype=torch.float32, device=DEVICE)
+    x = x[:0].clone().requires_grad_()
+    coeffs = reference.gate_coefficients(w, True).requires_grad_()
+    y = gpu.logic_layer(x, coeffs, conn)
+    assert y.shape == (0, 9)
+    y.sum().backward()
+    assert x.grad.shape == (0, 7) and torch.equal(coeffs.grad, torch.zeros_like(coeffs))
+
+
+def test_fanout_index_lists_every_consumer_in_order():
+    conn = torch.tensor([[2, 0, 2, 1], [2, 3, 0, 2]])
+    offsets, entries = gpu.fanout_index(conn, 5)
+    out = conn.shape[1]
+    got = {i: entries[offsets[i]:offsets[i + 1]].tolist() for i in range(5)}
+    # entry = slot * out + neuron; input 2 is a of neurons 0 and 2, b of neurons 0 and 3.
+    assert got == {0: [1, out + 2], 1: [3], 2: [0, 2, out + 0, out + 3], 3: [out + 1], 4: []}
+
+
+def test_wiring_is_cached_until_connections_change():
+    conn = torch.tensor([[0, 1], [1, 0]], device=DEVICE)
+    w1 = gpu.wiring(conn, 2)
+    assert gpu.wiring(conn, 2) is w1
+    conn[0, 0] = 1  # in place: bumps the version counter
+    w2 = gpu.wiring(conn, 2)
+    assert w2 is not w1 and w2.conn[0, 0].item() == 1
+
+
+@pytest.mark.parametrize("case, message", [
+    ("int_x", "supports"),
+    ("coeff_shape", "coeffs must have shape"),
+    ("coeff_dtype", "coeffs.dtype"),
+    ("conn_shape", "connections must have shape"),
+    ("conn_range", "connections[1, 2] = 7 is outside [0, 4]"),
+    ("negative", "connections[0, 0] = -1 is outside"),
+])
+def test_bad_inputs_name_the_value(case, message):
+    x = torch.rand(3, 5, device=DEVICE)
+    coeffs = torch.rand(4, 4, device=DEVICE)
+    conn = torch.zeros(2, 4, dtype=torch.int64, device=DEVICE)
+    if case == "int_x":
+        x = x.to(torch.int32)
+    elif case == "coeff_shape":
+        coeffs = coeffs[:3]
+    elif case == "coeff_dtype":
+        coeffs = coeffs.double()
+    elif case == "conn_shape":
+        conn = conn[:1]
+    elif case == "conn_range":
+        conn[1, 2] = 7
+    elif case == "negative":
+        conn[0, 0] = -1
+    with pytest.raises(ValueError) as info:
+        gpu.logic_layer(x, coeffs, conn)
+    assert message in str(info.value)
+
+
+def test_backward_mode_is_validated():
+    with pytest.raises(ValueError, match="'fast'"):
+        gpu.set_backward_mode("fast")
+
+
+def test_unavailable_reasons(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    assert "TRITON_INTERPRET=1" in gpu.unavailable_reason()
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    assert gpu.unavailable_reason() is None
+
+    real_import = gpu.importlib.import_module
+
+    def no_triton(name, *args):
+        if name == "triton":
+            raise ImportError("No module named 'triton'")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(gpu.importlib, "import_module", no_triton)
+    assert "pip install triton" in gpu.unavailable_reason()
+    assert "pip install triton" in kernels.unavailable_reason("gpu")
+
+
+def test_custom_ops_pass_opcheck():
+    x, w, conn = make_inputs(3, 5, 4, dtype=torch.float64, device=DEVICE)
+    wiring = gpu.wiring(conn, 5)
+    coeffs = reference.gate_coefficients(w, True)
+    torch.library.opcheck(torch.ops.diffgates.logic_layer_gpu,
+                          (x.requires_grad_(), coeffs.requires_grad_(), wiring.conn, wiring.fan_offsets,
+                           wiring.fan_entries, True))
+    # The aot_dispatch check (slow under the interpreter) is enough once, on the main op.
+    torch.library.opcheck(torch.ops.diffgates.gate_coefficients_gpu, (w.clone().requires_grad_(),),
+                          test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+@pytest.mark.skipif(ON_GPU, reason="on a GPU the other tests compile the kernels for real")
+def test_kernels_compile_for_a_gpu_without_one():
+    # The interpreter does not run Triton's compiler: compile for sm_90 with the bundled ptxas instead.
+    package = os.path.dirname(os.path.dirname(os.path.abspath(gpu.__file__)))  # .../diffgates
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(package), env.get("PYTHONPATH", "")])
+    proc = subprocess.run([sys.executable, "-m", "diffgates.kernels.gpu_aot", "--quick"], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+# ---- GPU only --------------------------------------------------------------------------------------
+
+@gpu_only
+@pytest.mark.parametrize("size", [(100, 784, 8000), (1000, 8000, 8000), (3, 64000, 64000)])
+def test_full_size_layers(size, backward_mode):
+    check_against_reference(fused, reference_fn, *size, dtype=torch.float32, device="cuda", atol=2e-5, rtol=1e-4)
+
+
+@gpu_only
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_close_to_float32(dtype):
+    x, w, conn = make_inputs(157, 784, 1000, dtype=torch.float32, device="cuda")
+    ref = reference.logic_layer_reference(x, w, conn, True)
+    got = fused(x.to(dtype), w.to(dtype), conn, True)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.float(), ref, atol=2e-2, rtol=2e-2)
+
+
+@gpu_only
+def test_logic_layer_dispatches_to_gpu_and_agrees():
+    from diffgates.nn import LogicLayer
+    torch.manual_seed(0)
+    layer = LogicLayer(784, 8000, device="cuda")
+    assert kernels.resolve(None, torch.device("cuda")) == "gpu"
+    x = torch.rand(100, 784, device="cuda")
+    for training in (True, False):
+        layer.train(training)
+        got = layer(x)
+        ref = reference.logic_layer_reference(x, layer.weights, layer.connections, training)
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+
+
+class _FusedLayer(torch.nn.Module):
+    """A LogicLayer run through this module's kernels only (independent of the dispatcher)."""
+
+    def __init__(self, layer):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x):
+        return gpu.logic_layer(x, gpu.gate_coefficients(self.layer.weights, self.training), self.layer.connections)
+
+
+@gpu_only
+def test_training_step_is_capturable_in_a_cuda_graph():
+    from diffgates.nn import GroupSum, LogicLayer
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(_FusedLayer(LogicLayer(784, 1000, device="cuda")),
+                                _FusedLayer(LogicLayer(1000, 1000, device="cuda")), GroupSum(10, tau=10))
+    opt = torch.optim.Adam(model.parameters(), lr=0.01, capturable=True)
+    x = torch.rand(100, 784, device="cuda")
+    y = torch.randint(0, 10, (100,), device="cuda")
+
+    def step():
+        opt.zero_grad(set_to_none=False)
+        loss = torch.nn.functional.cross_entropy(model(x), y)
+        loss.backward()
+        opt.step()
+        return loss
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):  # warm-up: builds the fan-out index and compiles the kernels
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        loss = step()
+    graph.replay()
+    torch.cuda.synchronize()
+    first = float(loss)
+    for _ in range(30):
+        graph.replay()
+    torch.cuda.synchronize()
+    assert float(loss) < first  # the replayed steps keep training the same parameters
