@@ -1,0 +1,135 @@
+"""``diffgates train``: train a logic gate network (or an MLP baseline) with the original's flags.
+
+Values resolve as: TrainConfig defaults < ``--preset NAME`` < flags given explicitly (the
+overridden preset values are printed). The full resolved config is printed at start.
+
+Examples::
+
+    diffgates train --dataset mnist -k 2000 -l 4 -t 10 -bs 100 -ni 3000 -ef 1000 --seed 0 --out runs/mnist
+    diffgates train --preset mnist20x20_small --out runs/mnist20 --data-dir ../shared/data
+    diffgates train --out runs/mnist20 --resume          # continue a killed run with its saved config
+    torchrun --nproc_per_node 2 -m diffgates train --preset adult --out runs/adult --threads 1
+    diffgates train --list-presets
+
+Exit status: 0 finished, 2 bad arguments/config/files, 130 stopped by SIGINT/SIGTERM after writing a
+checkpoint (``--resume`` continues).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+HELP = "train a logic gate network (or an MLP baseline); resumable, multi-process with torchrun"
+
+# (flags, TrainConfig field, type, help). Defaults are SUPPRESSed so that only flags actually given
+# appear in the parsed namespace: that is how explicit flags override a preset.
+_CONFIG_FLAGS = [
+    (("--dataset",), "dataset", str, "dataset name (see diffgates.data.DATASET_NAMES)"),
+    (("-bs", "--batch-size"), "batch_size", int, "global batch size (default 128)"),
+    (("-t", "--tau"), "tau", float, "GroupSum temperature tau (default 10)"),
+    (("-k", "--num-neurons", "--num_neurons"), "num_neurons", int, "width of every layer"),
+    (("-l", "--num-layers", "--num_layers"), "num_layers", int, "number of layers"),
+    (("-ni", "--num-iterations"), "num_iterations", int, "optimizer steps (default 100000)"),
+    (("-ef", "--eval-freq"), "eval_freq", int, "evaluate every this many steps (default 2000)"),
+    (("-lr", "--learning-rate"), "learning_rate", float, "Adam learning rate (default 0.01)"),
+    (("--connections",), "connections", str, "'unique' (default, as published) or 'random'"),
+    (("--grad-factor",), "grad_factor", float, "gradient multiplier into each logic layer (default 1)"),
+    (("-s", "--seed"), "seed", int, "seed of model init and data order (default 0)"),
+    (("-a", "--architecture"), "architecture", str, "'logic' (default; alias 'randomly_connected') or 'mlp'"),
+    (("--val-fraction", "-vss", "--valid-set-size"), "val_fraction", float,
+     "share of the training set held out for validation / best-model selection (default 0.1)"),
+    (("--split-seed",), "split_seed", int, "seed of the train/validation split (default 0)"),
+    (("--device",), "device", str, "cpu (default), cuda, cuda:N"),
+    (("--threads",), "threads", int, "torch CPU threads (default: torch's; under torchrun: cores / ranks)"),
+    (("--implementation",), "implementation", str,
+     "LogicLayer kernel: auto (default: fused for the device), reference, cpu, gpu"),
+    (("--checkpoint-every",), "checkpoint_every", int,
+     "steps between resumable checkpoints (default: at every evaluation)"),
+    (("--checkpoint-minutes",), "checkpoint_minutes", float,
+     "also checkpoint when this many minutes passed since the last one (default 5)"),
+    (("--eval-batch-size",), "eval_batch_size", int, "rows per forward pass during evaluation (default 2000)"),
+]
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("run configuration (flags of the original experiments, plus ours)")
+    for flags, dest, kind, help_text in _CONFIG_FLAGS:
+        group.add_argument(*flags, dest=dest, type=kind, default=argparse.SUPPRESS, help=help_text)
+    group.add_argument("--no-progress", dest="progress", action="store_false", default=argparse.SUPPRESS,
+                       help="no progress bar: print a plain status line every 30 s instead")
+    parser.add_argument("--preset", help="start from a named configuration (see --list-presets)")
+    parser.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    parser.add_argument("--out", metavar="DIR", help="run directory: results.json, model/best/checkpoint files")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its checkpoint (same config; -ni may grow)")
+    parser.add_argument("--data-dir", metavar="DIR", help="folder with the dataset files (else $DIFFGATES_DATA, "
+                        "the user cache, then download)")
+
+
+def _explicit_values(args: argparse.Namespace) -> dict:
+    values = {dest: getattr(args, dest) for _, dest, _, _ in _CONFIG_FLAGS if hasattr(args, dest)}
+    if hasattr(args, "progress"):
+        values["progress"] = args.progress
+    if values.get("architecture") == "randomly_connected":  # the original script's name for the logic net
+        values["architecture"] = "logic"
+    if "implementation" in values and values["implementation"] in ("auto", "none", ""):
+        values["implementation"] = None
+    return values
+
+
+def _print_config(cfg, source: str, overridden: dict) -> None:
+    print(f"config ({source}):")
+    for key, value in cfg.to_dict().items():
+        mark = ""
+        if key in overridden:
+            mark = f"    # overrides {overridden[key][0]}: {json.dumps(overridden[key][1])}"
+        print(f"  {key}: {json.dumps(value)}{mark}")
+    sys.stdout.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..train import checkpoint as ckpt_io
+    from ..train.config import TrainConfig
+    from ..train.presets import describe_presets, get_preset, resolve_preset
+    from ..train.trainer import ConfigMismatchError, is_main_process, train
+
+    if args.list_presets:
+        print(describe_presets())
+        return 0
+    if not args.out:
+        print("diffgates train: error: --out DIR is required (the run directory)", file=sys.stderr)
+        return 2
+    explicit = _explicit_values(args)
+    main = is_main_process()
+    try:
+        overridden: dict = {}
+        if args.resume and args.preset is None and "dataset" not in explicit:
+            info = ckpt_io.read_checkpoint_info(args.out)
+            if info is None:
+                print(f"diffgates train: error: --resume: {args.out} has no checkpoint.safetensors to take the "
+                      f"config from; pass --dataset/--preset (and the model flags) to start the run",
+                      file=sys.stderr)
+                return 2
+            saved = TrainConfig.from_dict(info["config"], where=f"{args.out}/checkpoint.safetensors config")
+            cfg = saved.replace(**explicit)
+            overridden = {k: ("saved config", getattr(saved, k)) for k, v in explicit.items() if getattr(saved, k) != v}
+            source = f"saved in {args.out}/checkpoint.safetensors at step {info['step']}"
+        else:
+            cfg = resolve_preset(args.preset, explicit)
+            if args.preset:
+                preset_values = get_preset(args.preset).values
+                overridden = {k: (f"preset {args.preset}", preset_values[k]) for k, v in explicit.items()
+                              if k in preset_values and preset_values[k] != v}
+            source = f"preset {args.preset} + flags" if args.preset else "defaults + flags"
+        cfg.validate()
+        if main:
+            _print_config(cfg, source, overridden)
+            if overridden:
+                print("flags overriding the " + ("preset" if args.preset else "saved config") + ": " +
+                      ", ".join(f"{k} {json.dumps(v[1])} -> {json.dumps(getattr(cfg, k))}" for k, v in overridden.items()))
+        results = train(cfg, args.out, data_dir=args.data_dir, resume=args.resume)
+    except (ValueError, FileExistsError, FileNotFoundError, ConfigMismatchError, ckpt_io.CheckpointError) as exc:
+        print(f"diffgates train: error: {exc}", file=sys.stderr)
+        return 2
+    return 130 if results.get("status") == "interrupted" else 0

@@ -1,0 +1,126 @@
+"""TrainConfig: the flat, commented set of every knob of a training run (one dataclass, JSON-able).
+
+Field names follow the original ``difflogic`` experiment flags (``-bs`` -> ``batch_size``, ``-t`` ->
+``tau``, ``-k`` -> ``num_neurons``, ``-l`` -> ``num_layers``, ...). Values resolve in three layers:
+these defaults < a named preset (``diffgates.train.presets``) < flags given on the command line.
+The full resolved config is printed at start and stored in every checkpoint, results file and
+saved model.
+
+Fields in ``RUNTIME_KEYS`` say *how* a run executes (device, threads, kernel, checkpoint cadence,
+progress display), not *what* it computes; ``--resume`` may change them. ``num_iterations`` may also
+change on resume (to extend a run). Any other difference is an error listing the differing keys.
+
+Example::
+
+    cfg = TrainConfig(dataset="mnist", num_neurons=2000, num_layers=4, tau=10, batch_size=100)
+    cfg.validate()
+    cfg.to_dict()  # JSON-able
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+ARCHITECTURES = ("logic", "mlp")
+CONNECTIONS = ("random", "unique")
+
+
+@dataclass
+class TrainConfig:
+    # --- data -------------------------------------------------------------------------------------
+    dataset: str | None = None          # --dataset: a name of diffgates.data.DATASET_NAMES
+    val_fraction: float = 0.1           # --val-fraction: share of the training set held out for validation
+    split_seed: int = 0                 # seed of the train/validation split (independent of --seed)
+
+    # --- model (the original's flags) ---------------------------------------------------------------
+    architecture: str = "logic"         # "logic": Flatten + l LogicLayers of width k + GroupSum; "mlp": ReLU MLP
+    num_neurons: int | None = None      # -k: width of every layer (logic gates, or MLP hidden units)
+    num_layers: int | None = None       # -l: number of layers (logic layers, or MLP hidden layers)
+    tau: float = 10.0                   # -t: GroupSum temperature (class score = block sum / tau)
+    connections: str = "unique"         # --connections: "unique" (published experiments) or "random"
+    grad_factor: float = 1.0            # --grad-factor: gradient multiplier into every logic layer (~2 for deep nets)
+
+    # --- optimisation -------------------------------------------------------------------------------
+    batch_size: int = 128               # -bs: global batch (split across DDP ranks, so results do not depend on N)
+    learning_rate: float = 0.01         # -lr: Adam learning rate (0.01 for logic nets, as published)
+    num_iterations: int = 100_000       # -ni: optimizer steps
+    eval_freq: int = 2_000              # -ef: evaluate (val + test, relaxed + discrete) every this many steps
+    seed: int = 0                       # --seed: model init (connections, logits) and data order
+
+    # --- runtime (may differ on --resume; does not change what is computed) -------------------------
+    device: str = "cpu"                 # --device: cpu, cuda, cuda:1, ... (under torchrun: the local rank's GPU)
+    threads: int | None = None          # --threads: torch intra-op threads (None: torch's default)
+    implementation: str | None = None   # --implementation: LogicLayer kernel (None: fused for the device)
+    checkpoint_every: int | None = None  # --checkpoint-every: steps between resumable checkpoints (None: every eval)
+    checkpoint_minutes: float = 5.0     # --checkpoint-minutes: also checkpoint when this much time passed since the last
+    eval_batch_size: int = 2_000        # samples per forward pass during evaluation
+    progress: bool = True               # progress bar on stderr (plain periodic lines when not a TTY)
+    preset: str | None = None           # --preset: the preset the run started from (for the record only)
+
+    def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-able dict (field order)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> "TrainConfig":
+        """Inverse of ``to_dict``; unknown keys are an error naming them (a foreign or newer file)."""
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a JSON object of TrainConfig fields, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{where}: unknown TrainConfig keys {unknown}; expected keys among {sorted(known)}")
+        return cls(**data)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)
+
+    def validate(self) -> "TrainConfig":
+        """Raise ValueError naming the first impossible value; returns self for chaining."""
+        def positive_int(name: str, value: Any) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {name}={value!r}")
+
+        if not self.dataset:
+            raise ValueError("no dataset: pass --dataset NAME or --preset NAME "
+                             "(see `diffgates train --list-presets`)")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"architecture={self.architecture!r} is not known; expected one of {ARCHITECTURES}")
+        if self.num_neurons is None or self.num_layers is None:
+            raise ValueError(f"the model size is not set: pass -k/--num-neurons and -l/--num-layers (got "
+                             f"num_neurons={self.num_neurons!r}, num_layers={self.num_layers!r}) or a --preset")
+        positive_int("num_neurons (-k)", self.num_neurons)
+        positive_int("num_layers (-l)", self.num_layers)
+        positive_int("batch_size (-bs)", self.batch_size)
+        positive_int("num_iterations (-ni)", self.num_iterations)
+        positive_int("eval_freq (-ef)", self.eval_freq)
+        positive_int("eval_batch_size", self.eval_batch_size)
+        if self.checkpoint_every is not None:
+            positive_int("checkpoint_every", self.checkpoint_every)
+        if self.threads is not None:
+            positive_int("threads", self.threads)
+        for name in ("tau", "learning_rate", "grad_factor", "checkpoint_minutes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name} must be a finite number > 0, got {name}={value!r}")
+        if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
+            raise ValueError(f"val_fraction must be in [0, 1), got val_fraction={self.val_fraction!r}")
+        if self.connections not in CONNECTIONS:
+            raise ValueError(f"connections={self.connections!r} is not known; expected one of {CONNECTIONS}")
+        return self
+
+
+# Keys that say how a run executes, not what it computes: they may change on --resume.
+RUNTIME_KEYS = frozenset({"device", "threads", "implementation", "checkpoint_every", "checkpoint_minutes",
+                          "eval_batch_size", "progress", "preset"})
+# Keys that may also change on --resume, because changing them extends a run without altering its past.
+RESUMABLE_CHANGES = RUNTIME_KEYS | {"num_iterations"}
+
+
+def config_differences(saved: TrainConfig, current: TrainConfig,
+                       ignore: frozenset[str] = RESUMABLE_CHANGES) -> dict[str, tuple[Any, Any]]:
+    """key -> (saved value, current value) for every differing field outside ``ignore``."""
+    a, b = saved.to_dict(), current.to_dict()
+    return {k: (a[k], b[k]) for k in a if k not in ignore and a[k] != b[k]}
