@@ -15,7 +15,7 @@ PY=${PYTHON:-python3}
 
 if [ -z "${DIFFGATES_NO_APT:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
-  for pkg in iverilog yosys berkeley-abc; do
+  for pkg in iverilog verilator yosys berkeley-abc; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
   done
   if [ ${#missing[@]} -gt 0 ]; then
