@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import sys
 
 HELP = "export a trained model or circuit (c, verilog, aiger, blif)"
 
@@ -27,4 +28,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return int(importlib.import_module(EXPORTERS[args.format]).run_cli(args) or 0)
+    from .._native import CompilationError
+
+    try:
+        return int(importlib.import_module(EXPORTERS[args.format]).run_cli(args) or 0)
+    except (ValueError, FileNotFoundError, CompilationError) as exc:  # bad input: a message, not a traceback
+        print(f"diffgates export {args.format}: error: {exc}", file=sys.stderr)
+        return 2
