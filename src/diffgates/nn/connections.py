@@ -3,8 +3,8 @@
 ``'random'``: draw the 2*out input slots as ``randperm(2*out) % in`` (so every input appears
 floor(2*out/in) or more times), relabel inputs through a random permutation, split into a and b.
 Self pairs (a == b) are possible. ``'unique'``: distinct unordered pairs with a != b, taken as
-neighbour pairs first ((0,1), (2,3), ...; then (1,2), (3,4), ...), then pairs at offsets 2, 3, ...,
-relabelled through a random permutation of the inputs and shuffled over the neurons.
+neighbour pairs first ((0,1), (2,3), ...; then ..., (3,4), (1,2) from the end), then pairs at
+offsets 2, 3, ..., relabelled through a random permutation of the inputs and shuffled over the neurons.
 Both draw from torch's global RNG (or ``generator``), so ``torch.manual_seed`` fixes the wiring.
 """
 from __future__ import annotations
@@ -24,7 +24,9 @@ def _unique_pairs(in_dim: int, count: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The first ``count`` distinct pairs (i, i+offset) in neighbour-first order."""
     idx = torch.arange(in_dim)
     # Offset 1 is taken in two interleaved rounds so that the first round touches every input once.
-    rounds = [(idx[0:-1:2], idx[1::2]), (idx[1:-1:2], idx[2::2])]
+    # The second round runs from the end: for odd in_dim its first pair (in-2, in-1) reaches the one
+    # input round 1 leaves out, so every input is used as soon as 2*out_dim >= in_dim.
+    rounds = [(idx[0:-1:2], idx[1::2]), (idx[1:-1:2].flip(0), idx[2::2].flip(0))]
     rounds += [(idx[:-offset], idx[offset:]) for offset in range(2, in_dim)]
     a_parts, b_parts, have = [], [], 0
     for a, b in rounds:

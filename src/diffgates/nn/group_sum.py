@@ -23,6 +23,10 @@ class GroupSum(torch.nn.Module):
         if x.dim() < 1 or x.shape[-1] % self.k:
             raise ValueError(f"GroupSum(k={self.k}) needs the last dimension divisible by {self.k}, "
                              f"got input of shape {tuple(x.shape)}")
+        if x.dim() == 2 and x.shape[0] > 1 and x.t().is_contiguous():
+            # Feature-major input (the fused kernels' output layout): sum whole rows of the batch,
+            # unit-stride; the batch-major route reduces over a stride-N axis (0.7 vs 0.12 ms at (100, 8000)).
+            return x.t().reshape(self.k, x.shape[1] // self.k, x.shape[0]).sum(1).t() / self.tau
         return x.reshape(*x.shape[:-1], self.k, x.shape[-1] // self.k).sum(-1) / self.tau
 
     def extra_repr(self) -> str:
