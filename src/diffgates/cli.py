@@ -14,6 +14,7 @@ COMMANDS = {
     "train": "diffgates.commands.train",
     "eval": "diffgates.commands.evaluate",
     "circuit": "diffgates.commands.circuit",
+    "compile": "diffgates.commands.compile",
     "export": "diffgates.commands.export",
     "verify-verilog": "diffgates.commands.verify_verilog",
 }
