@@ -8,10 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-"$PY" -m pip install --quiet --disable-pip-version-check "torch==2.13.0"
-"$PY" -m pip install --quiet --disable-pip-version-check -e ".[test]"
+"$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "torch==2.13.0"
+"$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore -e ".[test]"
 # Triton runs the GPU kernels' tests under its interpreter on CPU (it has no torch dependency).
-"$PY" -m pip install --quiet --disable-pip-version-check "triton==3.9.0"
+"$PY" -m pip install --quiet --disable-pip-version-check --root-user-action=ignore "triton==3.9.0"
 
 if [ -z "${DIFFGATES_NO_APT:-}" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   missing=()
