@@ -25,11 +25,12 @@ import json
 import math
 import os
 import sys
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
+
+from ._atomic import atomic_write
 
 __all__ = ["SafetensorsError", "save_file", "load_file", "read_header", "DTYPES"]
 
@@ -50,13 +51,6 @@ MAX_HEADER_BYTES = 100_000_000
 
 class SafetensorsError(ValueError):
     """A file is not a valid safetensors file (truncated, corrupt, foreign) or a tensor cannot be saved."""
-
-
-def _umask() -> int:
-    """The process umask (read by setting and restoring it)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _to_le_bytes(tensor: torch.Tensor) -> bytes:
@@ -108,21 +102,11 @@ def save_file(tensors: Mapping[str, torch.Tensor], path: str | os.PathLike,
     head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     head += b" " * (-len(head) % 8)  # why: the reference writer aligns the data buffer to 8 bytes
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # why: mkstemp creates 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(len(head).to_bytes(8, "little"))
-            f.write(head)
-            for name in names:
-                f.write(_to_le_bytes(tensors[name]))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "wb") as f:
+        f.write(len(head).to_bytes(8, "little"))
+        f.write(head)
+        for name in names:
+            f.write(_to_le_bytes(tensors[name]))
 
 
 def _parse_header(data: bytes | memoryview, where: str) -> tuple[dict, int]:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from .. import gates
+from .._atomic import atomic_write
 
 FORMAT_NAME = "diffgates-circuit"
 FORMAT_VERSION = 1
@@ -247,10 +248,8 @@ class Circuit:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write JSON atomically (temp file + rename)."""
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_dict(), separators=(",", ":")))
-        os.replace(tmp, path)
+        with atomic_write(path, "w") as f:
+            f.write(json.dumps(self.to_dict(), separators=(",", ":")))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "Circuit":

@@ -436,7 +436,7 @@ def _lane_transpose_source(lanes: int) -> str:
         return head + sig + "    out[0] = in[0];\n}"
     lines = [
         "#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)",
-        f"#define DG_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)",
+        "#define DG_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)",
         "#else",
         "typedef int64_t dg_lane_index __attribute__((vector_size(sizeof(dg_word))));",
         "#define DG_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (dg_lane_index){__VA_ARGS__})",

@@ -289,7 +289,6 @@ def verify_verilog(circuit: Circuit, vectors, pipeline: int = 0, simulator: str 
         bits = np.random.default_rng(seed).random((int(vectors), circuit.n_inputs)) < 0.5
     else:
         bits = as_input_bits(vectors, circuit.n_inputs)
-    n = bits.shape[0]
 
     t0 = time.perf_counter()
     text, info = generate_verilog(circuit, module=module, pipeline=pipeline, argmax=argmax, reset=reset)

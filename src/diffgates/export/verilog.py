@@ -109,7 +109,7 @@ class ExportInfo:
     def summary(self) -> str:
         """A resource and latency summary (what ``diffgates export verilog`` prints)."""
         lines = [f"module {self.module} ({_kind(self.pipeline)})" + (f" -> {self.path}" if self.path else ""),
-                 f"  ports: " + ", ".join(f"{p['name']}[{p['width']}]" for p in self.ports),
+                 "  ports: " + ", ".join(f"{p['name']}[{p['width']}]" for p in self.ports),
                  f"  gates: {self.gates} ({self.gates_emitted} feed an output)   inputs: {self.inputs}   "
                  f"classes: {self.classes} x {self.group_size} outputs, counts {self.count_bits} bits",
                  f"  depth: gate levels {self.levels}, adder tree {self.adder_tree_depth}, argmax "

@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 from .. import _native
+from .arguments import check_logic_layer_args
 
 if not hasattr(torch.library, "register_autograd"):  # the dispatcher turns this into "unavailable", not a crash
     raise ImportError(f"the fused CPU kernel needs torch >= 2.4 (torch.library.register_autograd), "
@@ -134,23 +135,8 @@ def _check(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor) -> 
     for name, t in (("x", x), ("coeffs", coeffs), ("connections", connections)):
         if t.device.type != "cpu":
             raise ValueError(f"logic_layer_cpu needs CPU tensors, got {name} on {t.device}")
-    if x.dim() != 2:
-        raise ValueError(f"logic_layer_cpu expects x of shape (N, in_dim), got shape {tuple(x.shape)}")
-    if x.dtype not in _SUFFIX:
-        raise ValueError(f"logic_layer_cpu supports float32 and float64, got x.dtype={x.dtype} "
-                         f"(use implementation='reference' for other dtypes)")
-    if coeffs.dtype != x.dtype:
-        raise ValueError(f"coeffs.dtype={coeffs.dtype} must equal x.dtype={x.dtype}")
-    if connections.dtype != torch.int64:
-        raise ValueError(f"connections must be int64, got {connections.dtype}")
-    if connections.dim() != 2 or connections.shape[0] != 2:
-        raise ValueError(f"connections must have shape (2, out_dim), got {tuple(connections.shape)}")
+    check_logic_layer_args("logic_layer_cpu", x, coeffs, connections, float_dtypes=tuple(_SUFFIX))
     out = connections.shape[1]
-    if tuple(coeffs.shape) != (out, 4):
-        raise ValueError(f"coeffs must have shape (out_dim, 4) = ({out}, 4) to match connections, "
-                         f"got {tuple(coeffs.shape)}")
-    if out and x.shape[1] == 0:
-        raise ValueError(f"x has no features (shape {tuple(x.shape)}) but {out} neurons read from it")
     conn = connections.contiguous()
     bad = _library().dg_check_connections(conn.data_ptr(), out, x.shape[1])
     if bad >= 0:

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .arguments import check_logic_layer_args
 from .reference import gate_coefficients as _reference_gate_coefficients
 
 BACKWARD_MODES = ("csr", "atomic")
@@ -266,23 +267,8 @@ _coeffs_op.register_autograd(_coeffs_backward, setup_context=_coeffs_setup)
 
 def _check(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor) -> None:
     """Validate shapes, dtypes and devices; index ranges are checked once per connections in ``wiring``."""
-    if x.dim() != 2:
-        raise ValueError(f"logic_layer_gpu expects x of shape (N, in_dim), got shape {tuple(x.shape)}")
-    if x.dtype not in _FLOAT_TYPES:
-        raise ValueError(f"logic_layer_gpu supports {', '.join(str(t) for t in _FLOAT_TYPES)}; "
-                         f"got x.dtype={x.dtype}")
-    if coeffs.dtype != x.dtype:
-        raise ValueError(f"coeffs.dtype={coeffs.dtype} must equal x.dtype={x.dtype}")
-    if connections.dtype not in (torch.int64, torch.int32):
-        raise ValueError(f"connections must be int64 or int32, got {connections.dtype}")
-    if connections.dim() != 2 or connections.shape[0] != 2:
-        raise ValueError(f"connections must have shape (2, out_dim), got {tuple(connections.shape)}")
-    out = connections.shape[1]
-    if tuple(coeffs.shape) != (out, 4):
-        raise ValueError(f"coeffs must have shape (out_dim, 4) = ({out}, 4) to match connections, "
-                         f"got {tuple(coeffs.shape)}")
-    if out and x.shape[1] == 0:
-        raise ValueError(f"x has no features (shape {tuple(x.shape)}) but {out} neurons read from it")
+    check_logic_layer_args("logic_layer_gpu", x, coeffs, connections, float_dtypes=_FLOAT_TYPES,
+                           index_dtypes=(torch.int64, torch.int32))
     for name, t in (("coeffs", coeffs), ("connections", connections)):
         if t.device != x.device:
             raise ValueError(f"{name} is on {t.device} but x is on {x.device}; all must be on one device")

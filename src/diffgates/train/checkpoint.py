@@ -27,7 +27,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..safetensors_io import SafetensorsError, _umask, load_file, read_header, save_file
+from .._atomic import atomic_write
+from ..safetensors_io import SafetensorsError, load_file, read_header, save_file
 from .model_spec import build_model, validate_spec
 
 MODEL_FORMAT = "diffgates.model"
@@ -53,20 +53,9 @@ class CheckpointError(ValueError):
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
     """Write ``data`` as indented JSON to ``path`` via a temp file and ``os.replace``."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # why: mkstemp creates 0600; give the usual file mode
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=1, allow_nan=False)
+        f.write("\n")
 
 
 def _read_description(path: Path, expected_format: str) -> dict[str, Any]:
