@@ -275,3 +275,22 @@ def test_cli_verify_verilog_bad_bits(tmp_path, capsys):
     np.save(tmp_path / "wide.npy", np.zeros((3, 5), dtype=np.uint8))
     assert main(["verify-verilog", str(path), "--dataset-bits", str(tmp_path / "wide.npy")]) == 2
     assert "(N >= 1, 4)" in capsys.readouterr().err
+
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@needs_iverilog
+@pytest.mark.skipif(not (SHARED_DATA / "uci" / "monk").is_dir(), reason=f"no dataset files in {SHARED_DATA}")
+def test_cli_verify_verilog_on_dataset_test_images(tmp_path, capsys):
+    from diffgates.circuit.extract import to_circuit
+    from diffgates.cli import main
+
+    path = tmp_path / "monk.json"
+    to_circuit(random_model(17, [40, 24], 2, 3.0, seed=5)).save(path)  # MONK-1 has 17 input bits
+    assert main(["verify-verilog", str(path), "--dataset", "monk1", "--data-dir", str(SHARED_DATA),
+                 "--vectors", "100"]) == 0
+    assert "bit-exact: 100/100" in capsys.readouterr().out
+    both = ["--dataset", "monk1", "--dataset-bits", str(tmp_path / "x.npy")]
+    assert main(["verify-verilog", str(path), *both]) == 2
+    assert "not both" in capsys.readouterr().err

@@ -1,13 +1,14 @@
 """``diffgates verify-verilog MODEL``: export to Verilog, simulate, and report bit-exactness.
 
 MODEL is a run directory, a model file or a circuit JSON (``diffgates.circuit.load.load_circuit``).
-The vectors are random (``--vectors N``, ``--seed``) or the rows of ``--dataset-bits FILE`` (a ``.npy``
+The vectors are random (``--vectors N``, ``--seed``), a dataset's test images in their exact input bits
+(``--dataset NAME``, first N with ``--vectors``), or the rows of ``--dataset-bits FILE`` (a ``.npy``
 array of 0/1 values, loaded without pickle, or a text file with one row of 0/1 characters per line,
 separators allowed). Every vector's class counts (and argmax) from the simulated RTL are compared with
 the numpy reference evaluator. Exit status 0 only when every vector matches; 1 on a mismatch; 2 when
 the input is bad or the simulator is missing or fails. Example::
 
-    diffgates verify-verilog runs/mnist --vectors 2000 --pipeline 2 --simulator verilator
+    diffgates verify-verilog runs/mnist --dataset mnist --vectors 2000 --pipeline 2 --simulator verilator
 """
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="Icarus Verilog (default) or Verilator (slower to build, faster to run)")
     parser.add_argument("--dataset-bits", metavar="FILE", default=None,
                         help="input rows to use: .npy (N, inputs) 0/1 array, or text with one 0/1 row per line")
+    parser.add_argument("--dataset", metavar="NAME", default=None,
+                        help="use the test set of this dataset (e.g. mnist20x20) in its exact input bits; "
+                             "--vectors takes its first N images")
+    parser.add_argument("--data-dir", metavar="DIR", default=None, help="folder with the dataset files")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random vectors (default 0)")
     parser.add_argument("--no-argmax", action="store_true", help="do not export and check the class_idx output")
     parser.add_argument("--no-simplify", action="store_true", help="use the circuit as extracted")
@@ -84,10 +89,17 @@ def run(args: argparse.Namespace) -> int:
         circuit = load_circuit(args.model, simplify=not args.no_simplify)
         if args.vectors is not None and args.vectors < 1:
             raise ValueError(f"--vectors {args.vectors}: expected at least 1")
+        if args.dataset_bits is not None and args.dataset is not None:
+            raise ValueError("give --dataset-bits FILE or --dataset NAME, not both")
         if args.dataset_bits is not None:
             vectors = read_dataset_bits(args.dataset_bits, circuit.n_inputs)
             if args.vectors is not None:
                 vectors = vectors[:args.vectors]
+        elif args.dataset is not None:
+            from ..data import load_dataset
+            ds = load_dataset(args.dataset, data_dir=args.data_dir, val_fraction=0)
+            x = ds.x_test if args.vectors is None else ds.x_test[:args.vectors]
+            vectors = ds.encode(x, binary=True).flatten(1).numpy()
         else:
             vectors = 1000 if args.vectors is None else args.vectors
         result = verify_verilog(circuit, vectors, pipeline=args.pipeline, simulator=args.simulator,
