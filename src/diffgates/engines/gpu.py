@@ -30,7 +30,6 @@ tensors under Triton's interpreter (``TRITON_INTERPRET=1``; slow, for tests). Ex
 """
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -239,26 +238,10 @@ class GpuEngineConfig:
 # (so the persistent loop and its barriers are exercised by the CPU tests).
 INTERPRETER_CONFIG = GpuEngineConfig(block_words=2, block_gates=32, block_outputs=32, programs=2, num_warps=4)
 
-_module = None
-
 
 def _kernels(device: torch.device):
     """The packed-kernel module, checked to suit ``device`` (same rules as the training kernels)."""
-    global _module
-    reason = _gpu_kernels.unavailable_reason()
-    if reason is not None:
-        raise RuntimeError(f"the diffgates GPU engine cannot run: {reason}")
-    if _module is None:
-        _module = importlib.import_module("diffgates.kernels.gpu_packed")
-    if device.type == "cuda":
-        return _module
-    if device.type != "cpu":
-        raise ValueError(f"the diffgates GPU engine runs on CUDA devices, got {device}")
-    if not _module.interpreted():
-        raise RuntimeError("the diffgates GPU engine was asked to run on the CPU, but its kernels were compiled "
-                           "for the GPU: set TRITON_INTERPRET=1 before diffgates.kernels.gpu_packed is first "
-                           "imported, or use device='cuda'")
-    return _module
+    return _gpu_kernels.triton_module("gpu_packed", device, "the diffgates GPU engine kernels")
 
 
 def _default_device() -> torch.device:

@@ -69,26 +69,35 @@ def unavailable_reason() -> str | None:
             "TRITON_INTERPRET=1 to run the Triton kernels on CPU tensors (slow, for testing)")
 
 
-_module = None  # the kernel module once imported: later calls only check the device
+_modules: dict[str, object] = {}  # Triton kernel modules once imported: later calls only check the device
+
+
+def triton_module(name: str, device: torch.device, what: str):
+    """Import ``diffgates.kernels.<name>`` (Triton kernels) and check that it can run on ``device``.
+
+    CUDA devices always suit; CPU tensors only when the kernels were built for Triton's interpreter
+    (TRITON_INTERPRET=1 before their first import). ``what`` names the caller in error messages.
+    """
+    module = _modules.get(name)
+    if module is None:
+        reason = unavailable_reason()
+        if reason is not None:
+            raise RuntimeError(f"{what} cannot run: {reason}")
+        module = _modules[name] = importlib.import_module(f".{name}", __package__)
+    if device.type == "cuda":
+        return module
+    if device.type != "cpu":
+        raise ValueError(f"{what} run on CUDA tensors, got tensors on {device}")
+    if not module.interpreted():
+        raise RuntimeError(f"{what} got CPU tensors, but were compiled for the GPU: set TRITON_INTERPRET=1 "
+                           f"before diffgates.kernels.{name} is first imported to run them on the CPU, or "
+                           f"move the tensors to CUDA")
+    return module
 
 
 def _kernels(device: torch.device):
-    """The kernel module, checked to suit tensors on ``device``."""
-    global _module
-    if _module is None:
-        reason = unavailable_reason()
-        if reason is not None:
-            raise RuntimeError(f"the diffgates GPU kernels cannot run: {reason}")
-        _module = importlib.import_module(".gpu_triton", __package__)
-    if device.type == "cuda":
-        return _module
-    if device.type != "cpu":
-        raise ValueError(f"the diffgates GPU kernels run on CUDA tensors, got tensors on {device}")
-    if not _module.interpreted():
-        raise RuntimeError("the diffgates GPU kernels got CPU tensors, but they were compiled for the GPU: set "
-                           "TRITON_INTERPRET=1 before diffgates.kernels.gpu_triton is first imported to run "
-                           "them on the CPU, or move the tensors to CUDA")
-    return _module
+    """The training-kernel module, checked to suit tensors on ``device``."""
+    return triton_module("gpu_triton", device, "the diffgates GPU kernels")
 
 
 # ---- backward mode ---------------------------------------------------------------------------------
