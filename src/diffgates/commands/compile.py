@@ -50,19 +50,15 @@ def run(args: argparse.Namespace) -> int:
     from ..circuit.passes import simplify
     from ..engines.c import compile as compile_engine
     from ..train import checkpoint as ckpt_io
-    from ..train import trainer
     from ..train.checkpoint import write_json_atomic
-    from ..train.config import TrainConfig
+    from .evaluate import load_saved_run
 
     if args.threads < 1 or args.repeats < 1:
         print(f"diffgates compile: error: --threads and --repeats must be >= 1, got {args.threads}, "
               f"{args.repeats}", file=sys.stderr)
         return 2
     try:
-        path = ckpt_io.resolve_model_path(args.model, args.which)
-        model = ckpt_io.load_model(path)
-        cfg = TrainConfig.from_dict(model.diffgates_config or {}, where=f"{path}: config")
-        ds = trainer.load_dataset_fn(cfg.dataset, args.data_dir, cfg.val_fraction, cfg.split_seed, True)
+        path, model, cfg, ds = load_saved_run(args.model, args.which, args.data_dir)
         raw = to_circuit(model, input_layout=model.diffgates_input_layout)
     except (ValueError, FileNotFoundError, ckpt_io.CheckpointError) as exc:
         print(f"diffgates compile: error: {exc}", file=sys.stderr)

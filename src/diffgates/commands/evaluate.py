@@ -31,6 +31,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="LogicLayer kernel: auto (default), reference, cpu, gpu")
 
 
+def load_saved_run(model_arg: str, which: str, data_dir: str | None, device: str = "cpu",
+                   implementation: str | None = None):
+    """A saved model with the dataset it was trained on, split as in its run.
+
+    Returns:
+        ``(path, model, config, dataset)``: the resolved model file, the model in eval mode, its
+        TrainConfig and the reloaded Dataset. Raises ValueError / FileNotFoundError / CheckpointError.
+    """
+    from ..train import checkpoint as ckpt_io
+    from ..train import trainer
+    from ..train.config import TrainConfig
+
+    path = ckpt_io.resolve_model_path(model_arg, which)
+    model = ckpt_io.load_model(path, device=device, implementation=implementation)
+    cfg = TrainConfig.from_dict(model.diffgates_config or {}, where=f"{path}: config")
+    ds = trainer.load_dataset_fn(cfg.dataset, data_dir, cfg.val_fraction, cfg.split_seed, True)
+    return path, model, cfg, ds
+
+
 def evaluate_saved(model, ds, *, batch_size: int = 2000, device: str = "cpu") -> dict:
     """Accuracies of a loaded model on ``ds``'s validation and test splits (None for an empty split).
 
@@ -61,9 +80,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..train import checkpoint as ckpt_io
-    from ..train import trainer
     from ..train.checkpoint import write_json_atomic
-    from ..train.config import TrainConfig
 
     if args.threads is not None:
         if args.threads < 1:
@@ -75,10 +92,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     implementation = None if args.implementation in (None, "auto") else args.implementation
     try:
-        path = ckpt_io.resolve_model_path(args.model, args.which)
-        model = ckpt_io.load_model(path, device=args.device, implementation=implementation)
-        cfg = TrainConfig.from_dict(model.diffgates_config or {}, where=f"{path}: config")
-        ds = trainer.load_dataset_fn(cfg.dataset, args.data_dir, cfg.val_fraction, cfg.split_seed, True)
+        path, model, cfg, ds = load_saved_run(args.model, args.which, args.data_dir, args.device, implementation)
         result = evaluate_saved(model, ds, batch_size=args.batch_size, device=args.device)
     except (ValueError, FileNotFoundError, ckpt_io.CheckpointError) as exc:
         print(f"diffgates eval: error: {exc}", file=sys.stderr)
