@@ -121,16 +121,21 @@ def test_mnist20x20_crop_keeps_all_ink(offline):
     assert "crop" in ds20.input_layout
 
 
-def test_crop_rule_is_centred_and_even():
-    img = np.zeros((4, 28, 28), np.uint8)
+def test_crop_rule_centres_the_bounding_box():
+    img = np.zeros((6, 28, 28), np.uint8)
     img[0, 4:24, 4:24] = 1      # margins 4/4 both ways: remove 4 per side
-    img[1, 1:15, 10:12] = 1     # blank top 1, bottom 13: 1 at the top, 7 at the bottom
-    img[2, 26:28, 0:3] = 1      # blank top 26, bottom 0; left 0, right 25
-    img[3, 10:14, 10:14] = 1    # plenty of room: still 4 per side
+    img[1, 1:15, 10:12] = 1     # rows: blank 1 / 13 -> 0 / 12 -> 0 / 8: none at the top;
+                                # columns: blank 10 / 16 (counted as 14) -> 2 / 6
+    img[2, 26:28, 0:3] = 1      # blank top 26 (14), bottom 0 -> all 8 at the top; left 0
+    img[3, 10:14, 10:14] = 1    # 10 / 14 -> 2 / 6: the 4x4 block lands in rows 8..11 of 20
+    img[4, 5:24, 3:23] = 1      # rows 5 / 4 -> total 9 -> the top gives one: 4 / 4; cols 3 / 5 -> 3 / 5
+    img[5, 6:20, 6:20] = 1      # 6 / 8 -> 5 / 7 -> 4 / 6 -> 3 / 5: bounding box centred (3 + 14 + 3)
     out, info = crop_20x20(img)
-    assert info["top"].tolist() == [4, 1, 8, 4] and info["left"].tolist() == [4, 4, 0, 4]
+    assert info["top"].tolist() == [4, 0, 8, 2, 4, 3] and info["left"].tolist() == [4, 2, 0, 2, 3, 3]
+    block = out[3]
+    assert block[8:12, 8:12].all() and block.sum() == 16
     assert info["fallbacks"] == 0
-    assert (out.reshape(4, -1).sum(1) == img.reshape(4, -1).sum(1)).all()
+    assert (out.reshape(6, -1).sum(1) == img.reshape(6, -1).sum(1)).all()
     assert out[0].all()  # the 20x20 block fills the crop exactly
     # fewer than 8 blank rows: centre crop, counted and warned
     wide = np.zeros((1, 28, 28), np.uint8)

@@ -6,13 +6,17 @@ Raw rows are uint8 grey levels of shape (1, 28, 28) (MNIST 20x20: (1, 20, 20)). 
 * binary input (``binary=True``): ``pixel / 255 > 0.5``, i.e. ``pixel >= 128``; bit index
   ``(c*H + h)*W + w`` = row-major over (channel, row, column), c = 0.
 
-MNIST 20x20 crop (``crop_20x20``): every image loses 8 all-zero rows and 8 all-zero columns.
-Per image, with ``bt`` / ``bb`` the numbers of blank rows at the top / bottom, the rows removed at
-the top are ``top = clip(4, 8 - bb, bt)`` and ``8 - top`` at the bottom: 4 per side when both margins
-allow, otherwise as many as the narrow side has and the rest from the other side. Columns likewise
-(``left = clip(4, 8 - br, bl)``). The crop therefore removes only blank rows/columns and keeps all
-ink. An image with fewer than 8 blank rows (or columns) in total - none in MNIST - falls back to
-the centre crop (4 per side) and is counted in ``info["crop_fallbacks"]`` with a warning.
+MNIST 20x20 crop (``crop_20x20``), the original's per-image rule: every image loses 8 all-zero rows
+and 8 all-zero columns, chosen so that the ink's bounding box ends up as centred as the blank margins
+allow. Per image, with ``bt`` / ``bb`` the numbers of blank rows at the top / bottom, each capped at
+14: while ``bt + bb >= 10``, both shrink by one (a side already at 0 stays there); if they then total
+9, the top (or, when it is 0, the bottom) shrinks by one more. The final ``bt`` rows are removed at
+the top and ``bb = 8 - bt`` at the bottom. Columns likewise (left / right). Shrinking both margins
+equally keeps their difference, so the removal is ``4 + (bt - bb) / 2`` at the top when the margins
+allow: the bounding box is centred, not the 28x28 frame. The crop removes only blank rows/columns
+and keeps all ink. An image with fewer than 8 blank rows (or columns) in total - none in MNIST -
+falls back to the centre crop (4 per side) and is counted in ``info["crop_fallbacks"]`` with a
+warning.
 """
 from __future__ import annotations
 
@@ -45,12 +49,19 @@ def _blank_margins(ink: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _crop_starts(ink: np.ndarray, remove: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start offsets removing ``remove`` blank lines as evenly as the margins allow; bad = fallback."""
-    lead, trail = _blank_margins(ink)
-    half = remove // 2
-    start = np.clip(half, remove - trail, lead)  # np.clip(a, lo, hi) = min(max(a, lo), hi)
+    """Lines to remove at the start (the module docstring's rule, for ``remove`` = 8); bad = fallback."""
+    lead, trail = (np.minimum(m, 14) for m in _blank_margins(ink))  # the original counts at most 14
     bad = lead + trail < remove
-    start = np.where(bad, half, start)
+    # Shrink both margins together while two or more lines too many remain: keeps their difference.
+    while True:
+        over = lead + trail >= remove + 2
+        if not over.any():
+            break
+        lead = np.where(over & (lead > 0), lead - 1, lead)
+        trail = np.where(over & (trail > 0), trail - 1, trail)
+    one_over = lead + trail == remove + 1
+    lead = np.where(one_over & (lead > 0), lead - 1, lead)
+    start = np.where(bad, remove // 2, lead)
     return start.astype(np.int64), bad
 
 
@@ -113,10 +124,9 @@ def _layout(shape: tuple[int, int, int], crop: bool) -> dict:
         "train_input": "pixel/255 as float in [0, 1] (same order)",
     }
     if crop:
-        d["crop"] = ("per image from 28x28: remove top = clip(4, 8 - blank_bottom, blank_top) rows "
-                     "at the top and 8 - top at the bottom, likewise left = clip(4, 8 - blank_right, "
-                     "blank_left) columns; only all-zero rows/columns are removed "
-                     "(diffgates.data.images.crop_20x20)")
+        d["crop"] = ("per image from 28x28: remove 8 all-zero rows and 8 all-zero columns so the ink's "
+                     "bounding box is as centred as the blank margins (each counted up to 14) allow, "
+                     "as the original's remove_border (diffgates.data.images.crop_20x20)")
     return d
 
 
