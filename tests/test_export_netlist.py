@@ -3,7 +3,7 @@
 Every file is read back (AIGER by ``read_aiger``, BLIF by the small evaluator below) and compared
 exhaustively with the numpy reference evaluator on small circuits. When ABC (``berkeley-abc`` or
 ``yosys-abc``) is installed, it reads the files and proves the AIGER and BLIF lowerings equivalent
-(``cec``); the synthesis report needs ``yosys``. Those tests skip when the tool is missing.
+(``cec``) and the synthesis report runs. Those tests skip when the tool is missing.
 
 Golden files ``tests/golden/tiny_raw.aag`` and ``tests/golden/tiny_counts.blif`` hold the exact output
 for ``tiny_circuit()``; regenerate after an intended change with::
@@ -113,6 +113,21 @@ def test_aig_lowering_exhaustive(seed):
     bits = all_bits(9)
     assert np.array_equal(aig.evaluate(bits), _expected(c, bits))
     assert aig.output_names[:2] == ["out[0]", "out[1]"] and aig.output_names[-1] == "count_c2[2]"
+
+
+@pytest.mark.parametrize("k, group, seed", [(1, 4, 0), (3, 4, 1), (5, 2, 2), (4, 3, 3), (10, 1, 4)])
+def test_aig_argmax_matches_numpy_with_ties_to_the_lowest_class(k, group, seed):
+    c = random_circuit(8, 90, k * group, k=k, seed=seed)
+    aig = lower_to_aig(c, argmax=True)
+    bits = all_bits(8)
+    got = aig.evaluate(bits)[:, c.n_outputs:]
+    assert got.shape[1] == max(1, (k - 1).bit_length())
+    index = (got.astype(np.int64) << np.arange(got.shape[1])).sum(axis=1)
+    counts = group_counts(c, bits)
+    assert np.array_equal(index, counts.argmax(axis=1))  # numpy's argmax: first maximum
+    if k > 1:  # the exhaustive inputs do produce ties, so the tie rule was exercised
+        assert (np.sort(counts, axis=1)[:, -1] == np.sort(counts, axis=1)[:, -2]).any()
+    assert aig.output_names[-1] == f"class_idx[{got.shape[1] - 1}]"
 
 
 @pytest.mark.parametrize("suffix", [".aag", ".aig"])
@@ -252,22 +267,38 @@ def test_cli_aiger_and_blif(tmp_path, capsys):
 
 
 # ---- synthesis report ------------------------------------------------------------------------------
-@needs_yosys
+@needs_abc
 def test_synth_report():
     from diffgates.export.synth import synth_report
 
     c = random_circuit(12, 120, 12, k=3, seed=4)
     rep = synth_report(c, argmax=True)
-    assert rep["luts"] > 0 and rep["lut_depth"] >= 1 and rep["gates_after_opt"] > 0
-    assert rep["gate_depth"] >= rep["lut_depth"] and rep["lut_size"] == 6
-    assert rep["tool"].startswith("Yosys")
+    assert rep["tool"].startswith("UC Berkeley, ABC") and "argmax" in rep["includes"]
+    assert rep["luts"] > 0 and rep["lut_depth"] >= 1 and rep["lut_size"] == 6 and rep["aig_ands"] > 0
+    assert rep["gate_depth"] >= rep["lut_depth"] and rep["aig_depth"] >= rep["lut_depth"]
+    by_type = rep["gates_by_type"]
+    assert rep["gates_after_opt"] == sum(n for g, n in by_type.items() if g not in ("BUF", "ZERO", "ONE")) > 0
+    assert set(by_type) <= {"AND", "NAND", "OR", "NOR", "XOR", "XNOR", "ANDNOT", "ORNOT", "NOT", "BUF", "ZERO", "ONE"}
+    # Smaller LUTs need more of them (and at least as many levels); the argmax adds logic.
+    rep4 = synth_report(c, lut_size=4, argmax=True)
+    assert rep4["luts"] > rep["luts"] and rep4["lut_depth"] >= rep["lut_depth"]
+    assert synth_report(c)["aig_ands"] < rep["aig_ands"]
 
 
-def test_synth_report_without_yosys(monkeypatch):
+@needs_abc
+def test_synth_report_of_a_tiny_circuit_with_constants_and_wires():
+    from diffgates.export.synth import synth_report
+
+    c = tiny_circuit()
+    rep = synth_report(c)
+    assert rep["gates_in"] == c.n_gates and rep["luts"] >= 1 and rep["gates_after_opt"] >= 1
+
+
+def test_synth_report_without_abc(monkeypatch):
     import diffgates.export.synth as synth
 
     monkeypatch.setattr(synth.shutil, "which", lambda name: None)
-    with pytest.raises(synth.SynthesisToolNotFound, match="apt-get install -y yosys"):
+    with pytest.raises(synth.SynthesisToolNotFound, match="apt-get install -y berkeley-abc"):
         synth.synth_report(tiny_circuit())
     with pytest.raises(ValueError, match="lut_size=1"):
         synth.synth_report(tiny_circuit(), lut_size=1)

@@ -3,7 +3,8 @@
 The file is the AND-inverter graph of ``netlist.lower_to_aig``: inputs ``x[i]`` (input bit ``i`` of
 the encoding), outputs ``out[k]`` = the circuit's raw output bits (class ``k // group_size``), and
 with ``counts=True`` also each class's count ``count_c<c>[w]`` (LSB first) computed by a balanced
-adder tree. No latches. The symbol table and the comment section say the same. Format: AIGER 1.9
+adder tree, and with ``argmax=True`` the winning class index ``class_idx[w]`` (ties to the lowest
+class). No latches. The symbol table and the comment section say the same. Format: AIGER 1.9
 combinational subset (header ``aag|aig M I 0 O A``), readable by ABC (``read``), Yosys
 (``read_aiger``) and the AIGER tools. Example::
 
@@ -11,7 +12,7 @@ combinational subset (header ``aag|aig M I 0 O A``), readable by ABC (``read``),
     info = export_aiger(circuit, "net.aig", counts=True)
     aig = read_aiger("net.aig"); values = aig.evaluate(bits)
 
-CLI: ``diffgates export aiger MODEL OUT.aag|OUT.aig [--counts] [--binary|--ascii]``.
+CLI: ``diffgates export aiger MODEL OUT.aag|OUT.aig [--counts] [--argmax] [--binary|--ascii]``.
 """
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ def aiger_bytes(aig: Aig, binary: bool) -> bytes:
 
 
 def export_aiger(circuit: Circuit, path: str | os.PathLike, counts: bool = False,
-                 binary: bool | None = None) -> NetlistInfo:
+                 binary: bool | None = None, argmax: bool = False) -> NetlistInfo:
     """Write ``circuit`` as an AIGER file.
 
     Args:
@@ -79,6 +80,7 @@ def export_aiger(circuit: Circuit, path: str | os.PathLike, counts: bool = False
         path: output file; ``.aig`` means binary and ``.aag`` ASCII unless ``binary`` is given.
         counts: add each class's count bits as outputs after the raw output bits.
         binary: force the binary (True) or ASCII (False) format.
+        argmax: add the argmax class index bits as the last outputs.
 
     Returns:
         a ``NetlistInfo`` (AND count, depth, ...).
@@ -90,10 +92,11 @@ def export_aiger(circuit: Circuit, path: str | os.PathLike, counts: bool = False
             raise ValueError(f"cannot tell the AIGER format from {path.name!r}: expected a .aag (ASCII) or "
                              f".aig (binary) file name, or choose with binary=True/False (CLI: --binary/--ascii)")
         binary = suffix == ".aig"
-    aig = lower_to_aig(circuit, counts=counts)
+    aig = lower_to_aig(circuit, counts=counts, argmax=argmax)
     path.write_bytes(aiger_bytes(aig, binary))
     return NetlistInfo(path=str(path), format="aig" if binary else "aag", inputs=aig.n_inputs,
-                       outputs=len(aig.outputs), nodes=len(aig.ands), depth=aig.depth(), counts=counts)
+                       outputs=len(aig.outputs), nodes=len(aig.ands), depth=aig.depth(), counts=counts,
+                       argmax=argmax)
 
 
 def _decode_uint(data: bytes, pos: int) -> tuple[int, int]:
@@ -195,6 +198,8 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     add_model_arguments(parser)
     parser.add_argument("--counts", action="store_true",
                         help="also output each class's count (balanced adder tree) after the raw output bits")
+    parser.add_argument("--argmax", action="store_true",
+                        help="also output the winning class index (ties to the lowest class), last")
     # Not "--format": `diffgates export` keeps the format name in args.format.
     kind = parser.add_mutually_exclusive_group()
     kind.add_argument("--binary", dest="aiger_binary", action="store_const", const=True, default=None,
@@ -206,7 +211,8 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     def body() -> int:
         circuit = circuit_from_cli(args)
-        print(export_aiger(circuit, args.out, counts=args.counts, binary=args.aiger_binary).summary())
+        print(export_aiger(circuit, args.out, counts=args.counts, binary=args.aiger_binary,
+                           argmax=args.argmax).summary())
         return 0
 
     return cli_errors("diffgates export aiger", body)

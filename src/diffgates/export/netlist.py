@@ -7,14 +7,15 @@ graph (AIG) and the lowering of a Circuit to it, plus the signal names every net
 * ``Aig`` is a structurally hashed AND-inverter graph in AIGER numbering (literal = 2*var + negated,
   var 0 = constant false, vars 1..I the inputs, then one var per AND in topological order). It also
   evaluates itself on numpy bit arrays (used to check AIGER/BLIF files against the reference).
-* ``lower_to_aig(circuit, counts=False)`` lowers every gate through a recipe derived from
-  ``gates.TRUTH_TABLES`` (constant / wire / AND with negations / XOR with 3 ANDs), with outputs = the
-  circuit's raw output bits, and optionally the per-class group counts as extra outputs
-  (ripple-carry adders in a balanced tree).
+* ``lower_to_aig(circuit, counts=False, argmax=False)`` lowers every gate through a recipe derived
+  from ``gates.TRUTH_TABLES`` (constant / wire / AND with negations / XOR with 3 ANDs), with outputs
+  = the circuit's raw output bits, optionally the per-class group counts as extra outputs
+  (ripple-carry adders in a balanced tree), and optionally the argmax class index (the same
+  tournament as the Verilog ``class_idx``: ties go to the lowest class).
 
 Names shared by AIGER and BLIF: input bit ``i`` is ``x[i]``; raw output ``k`` is ``out[k]`` (class
 ``k // group_size``, position ``k % group_size`` in its group); count bit ``w`` (LSB first) of
-class ``c`` is ``count_c<c>[w]``. Example::
+class ``c`` is ``count_c<c>[w]``; bit ``w`` of the argmax class index is ``class_idx[w]``. Example::
 
     aig = lower_to_aig(circuit, counts=True)
     values = aig.evaluate(bits)              # (N, n_outputs + num_classes * W) bool
@@ -80,7 +81,17 @@ def count_names(circuit: Circuit) -> list[str]:
     return [f"count_c{c}[{w}]" for c in range(circuit.num_classes) for w in range(circuit.count_bits())]
 
 
-def describe_outputs(circuit: Circuit, counts: bool) -> list[str]:
+def argmax_bits(circuit: Circuit) -> int:
+    """Bits of the argmax class index (as the Verilog ``class_idx`` port)."""
+    return max(1, (circuit.num_classes - 1).bit_length())
+
+
+def argmax_names(circuit: Circuit) -> list[str]:
+    """Names of the argmax class index bits, LSB first: ``class_idx[w]``."""
+    return [f"class_idx[{w}]" for w in range(argmax_bits(circuit))]
+
+
+def describe_outputs(circuit: Circuit, counts: bool, argmax: bool = False) -> list[str]:
     """Human-readable lines saying what a netlist's outputs are (for file comments)."""
     lines = [f"inputs: x[0..{circuit.n_inputs - 1}] = input bit i of the encoding",
              f"outputs out[0..{circuit.n_outputs - 1}]: the circuit's raw output bits; out[k] belongs to "
@@ -89,6 +100,9 @@ def describe_outputs(circuit: Circuit, counts: bool) -> list[str]:
     if counts:
         lines.append(f"outputs count_c<c>[0..{circuit.count_bits() - 1}]: class c's count (popcount of its "
                      f"group) as an unsigned number, LSB first, after all out[k]")
+    if argmax:
+        lines.append(f"outputs class_idx[0..{argmax_bits(circuit) - 1}]: the class with the highest count "
+                     f"(ties to the lowest class), LSB first, last")
     return lines
 
 
@@ -215,6 +229,17 @@ class Aig:
         (bits, _), _ = balanced_reduce([([lit], 1) for lit in lits], combine)
         return (list(bits) + [0] * width)[:width]
 
+    def mux(self, sel: int, x: int, y: int) -> int:
+        """Literal of ``sel ? x : y``."""
+        return self.or_(self.and_(sel, x), self.and_(sel ^ 1, y))
+
+    def greater(self, x: Sequence[int], y: Sequence[int]) -> int:
+        """Literal of ``x > y`` for unsigned literal vectors of equal width (LSB first)."""
+        gt = 0
+        for xi, yi in zip(x, y):  # from the LSB up: a higher differing bit decides
+            gt = self.or_(self.and_(xi, yi ^ 1), self.and_(self.xor_(xi, yi) ^ 1, gt))
+        return gt
+
     def add_output(self, lit: int, name: str) -> None:
         self.outputs.append(int(lit))
         self.output_names.append(name)
@@ -274,12 +299,34 @@ def add_group_counts(aig: Aig, output_lits: Sequence[int], circuit: Circuit) -> 
     return [aig.popcount(output_lits[c * gs:(c + 1) * gs], w) for c in range(circuit.num_classes)]
 
 
-def lower_to_aig(circuit: Circuit, counts: bool = False) -> Aig:
-    """The AIG of ``circuit``: outputs ``out[k]`` (raw output bits), then optionally the counts.
+def add_argmax(aig: Aig, class_counts: Sequence[Sequence[int]], circuit: Circuit) -> list[int]:
+    """Append the argmax of the class counts to ``aig``: a balanced tournament in which the right
+    contender wins only when its count is strictly greater, so ties go to the lowest class.
+
+    Returns:
+        ``argmax_bits(circuit)`` literals of the winning class index, LSB first.
+    """
+    width = argmax_bits(circuit)
+    index = [[(c >> w) & 1 for w in range(width)] for c in range(circuit.num_classes)]  # constant literals
+
+    def duel(left, right, _level, _index):
+        right_wins = aig.greater(right[0], left[0])
+        return ([aig.mux(right_wins, r, l) for l, r in zip(left[0], right[0])],
+                [aig.mux(right_wins, r, l) for l, r in zip(left[1], right[1])])
+
+    (_, idx), _ = balanced_reduce(list(zip(class_counts, index)), duel)
+    return list(idx)
+
+
+def lower_to_aig(circuit: Circuit, counts: bool = False, argmax: bool = False) -> Aig:
+    """The AIG of ``circuit``: outputs ``out[k]`` (raw output bits), then optionally the counts and
+    the argmax class index.
 
     Args:
         circuit: the circuit to lower.
         counts: also output every class's count (``count_c<c>[w]``, LSB first), after the raw bits.
+        argmax: also output the index of the class with the highest count (``class_idx[w]``, LSB
+            first; ties to the lowest class), last.
 
     Returns:
         an ``Aig`` with ``circuit.n_inputs`` inputs named ``x[i]``.
@@ -291,11 +338,15 @@ def lower_to_aig(circuit: Circuit, counts: bool = False) -> Aig:
     out_lits = [int(v) for v in lits[circuit.outputs]]
     for lit, name in zip(out_lits, output_names(circuit)):
         aig.add_output(lit, name)
-    if counts:
-        for bits, name in zip((b for cls in add_group_counts(aig, out_lits, circuit) for b in cls),
-                              count_names(circuit)):
-            aig.add_output(bits, name)
-    aig.comments = ["diffgates logic gate network"] + describe_outputs(circuit, counts)
+    if counts or argmax:
+        class_counts = add_group_counts(aig, out_lits, circuit)
+        if counts:
+            for bit, name in zip((b for cls in class_counts for b in cls), count_names(circuit)):
+                aig.add_output(bit, name)
+        if argmax:
+            for bit, name in zip(add_argmax(aig, class_counts, circuit), argmax_names(circuit)):
+                aig.add_output(bit, name)
+    aig.comments = ["diffgates logic gate network"] + describe_outputs(circuit, counts, argmax)
     return aig
 
 
@@ -306,14 +357,17 @@ class NetlistInfo:
     path: str
     format: str  # 'aag', 'aig' or 'blif'
     inputs: int
-    outputs: int  # raw output bits + count bits
+    outputs: int  # raw output bits + count bits + argmax bits
     nodes: int  # AND gates (AIGER, BLIF style 'aig') or .names gate tables (BLIF style 'gates')
     depth: int  # AND levels (AIGER) or gate levels (BLIF style 'gates') up to the raw outputs
     counts: bool
+    argmax: bool = False
 
     def summary(self) -> str:
+        extras = [name for name, on in (("class counts", self.counts), ("argmax", self.argmax)) if on]
         return (f"wrote {self.path} ({self.format}): {self.inputs} inputs, {self.outputs} outputs"
-                f"{' (incl. class counts)' if self.counts else ''}, {self.nodes} nodes, depth {self.depth}")
+                f"{' (incl. ' + ' and '.join(extras) + ')' if extras else ''}, {self.nodes} nodes, "
+                f"depth {self.depth}")
 
 
 def circuit_from_cli(args) -> Circuit:

@@ -117,7 +117,7 @@ class ExportInfo:
                  f"  latency: {self.latency} cycles   registers: {self.registers} bits"]
         if self.synthesis:
             s = self.synthesis
-            lines.append(f"  {s['tool']} + ABC ({s['includes']}): {s['luts']} LUT-{s['lut_size']} (depth "
+            lines.append(f"  {s['tool']} ({s['includes']}): {s['luts']} LUT-{s['lut_size']} (depth "
                          f"{s['lut_depth']}), {s['gates_after_opt']} 2-input gates/inverters after optimisation "
                          f"(depth {s['gate_depth']}), {s['seconds']:.1f} s")
         return "\n".join(lines)
@@ -424,7 +424,8 @@ def configure_cli(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--module", default="logic_net", help="module name (default logic_net)")
     parser.add_argument("--no-reset", action="store_true", help="pipelined: no rst input")
     parser.add_argument("--report", action="store_true",
-                        help="also synthesise with Yosys/ABC and print LUT-6 and gate counts and depths")
+                        help="also optimise and map the design with ABC and print LUT-6 and 2-input gate counts "
+                             "and depths (needs berkeley-abc or yosys-abc)")
 
 
 def run_cli(args: argparse.Namespace) -> int:
