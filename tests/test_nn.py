@@ -91,6 +91,17 @@ def test_unique_connections_properties(in_dim, out_dim):
         assert set(torch.cat([a, b]).tolist()) == set(range(in_dim)), "an input is never used"
 
 
+def test_unique_connections_keep_input_locality():
+    # 20x20 image, 8000 neurons (the MNIST 20x20 first layer): every pair is a row neighbour up to
+    # 20 columns apart or a vertical neighbour (offset 20), never two random pixels.
+    a, b = make_connections("unique", 400, 8000, generator=torch.Generator().manual_seed(0))
+    offsets = (b - a).abs()
+    assert int(offsets.min()) == 1 and int(offsets.max()) <= 21
+    assert (offsets == 1).sum() == 399 and (offsets == 20).sum() == 380  # every neighbour pair, both ways
+    # The neurons are shuffled: the first 100 are not all offset-1 pairs.
+    assert (offsets[:100] != 1).any()
+
+
 @pytest.mark.parametrize("in_dim,out_dim", [(1, 1), (1, 65), (157, 65), (63, 157), (65, 63), (7, 1000)])
 def test_random_connections_cover_every_input(in_dim, out_dim):
     conn = make_connections("random", in_dim, out_dim, generator=torch.Generator().manual_seed(out_dim))

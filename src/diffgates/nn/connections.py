@@ -4,7 +4,9 @@
 floor(2*out/in) or more times), relabel inputs through a random permutation, split into a and b.
 Self pairs (a == b) are possible. ``'unique'``: distinct unordered pairs with a != b, taken as
 neighbour pairs first ((0,1), (2,3), ...; then ..., (3,4), (1,2) from the end), then pairs at
-offsets 2, 3, ..., relabelled through a random permutation of the inputs and shuffled over the neurons.
+offsets 2, 3, ..., and shuffled over the neurons. The inputs keep their order, as in the original:
+on a flattened W-wide image the first layer reads pixels up to a few columns apart and, at offset
+W, vertical neighbours, a locality that is the point of this scheme.
 Both draw from torch's global RNG (or ``generator``), so ``torch.manual_seed`` fixes the wiring.
 """
 from __future__ import annotations
@@ -45,9 +47,8 @@ def unique_connections(in_dim: int, out_dim: int, generator: torch.Generator | N
         raise ValueError(f"connections='unique' needs out_dim <= in_dim*(in_dim-1)/2 distinct pairs: "
                          f"in_dim={in_dim} allows at most {max_pairs} neurons, got out_dim={out_dim}")
     a, b = _unique_pairs(in_dim, out_dim)
-    relabel = torch.randperm(in_dim, generator=generator)
-    order = torch.randperm(out_dim, generator=generator)
-    return torch.stack([relabel[a][order], relabel[b][order]])
+    order = torch.randperm(out_dim, generator=generator)  # only the neurons are shuffled, not the inputs
+    return torch.stack([a[order], b[order]])
 
 
 def make_connections(kind: str, in_dim: int, out_dim: int,
