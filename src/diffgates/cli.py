@@ -11,6 +11,8 @@ import importlib
 import os
 import sys
 
+from ._malloc import keep_freed_memory
+
 COMMANDS = {
     "train": "diffgates.commands.train",
     "eval": "diffgates.commands.evaluate",
@@ -41,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     # (a 2-thread training step measured 5-20x slower next to one busy process); torch is not imported
     # yet, so its OpenMP runtime still reads this. A user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    keep_freed_memory()  # why: training steps otherwise page-fault their activations back in every step
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
