@@ -211,6 +211,20 @@ def test_learning_curves_png(tmp_path):
 # Training end to end (in process)
 # ------------------------------------------------------------------------------------------------
 
+def test_without_a_validation_split_the_last_model_is_reported(tmp_path, fake, monkeypatch, capsys):
+    d = fake.make_fake()
+    no_val = fake.FakeDataset(torch.cat([d.x_train, d.x_val]), torch.cat([d.y_train, d.y_val]),
+                              d.x_val[:0], d.y_val[:0], d.x_test, d.y_test)
+    monkeypatch.setattr(trainer_mod, "load_dataset_fn", lambda name, *args: no_val)
+    assert cli_main(["train", *TINY, "-ni", "40", "-ef", "20", "--out", str(tmp_path / "r")]) == 0
+    results = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert results["dataset"]["n_val"] == 0 and results["dataset"]["n_train"] == 561
+    assert results["best_selection"].startswith("latest evaluation") and results["best_step"] == 40
+    assert all(e["val_acc_eval_mode"] is None for e in results["evaluations"])
+    done = [line for line in capsys.readouterr().out.splitlines() if line.startswith("done:")]
+    assert len(done) == 1 and "(last);" in done[0] and "best by validation" not in done[0]
+
+
 def test_train_writes_results_models_and_checkpoint(tmp_path, fake, capsys):
     out = tmp_path / "run"
     status = cli_main(["train", *TINY, "-ni", "120", "-ef", "40", "-lr", "0.05", "--out", str(out)])

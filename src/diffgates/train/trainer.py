@@ -577,11 +577,13 @@ class Trainer:
     def _final_summary(self, results: dict[str, Any]) -> str:
         t = results["timings"]
         best = results["best"] or {}
+        # Without a validation split "best" is just the last evaluation: not worth a second number.
+        by_validation = (f", {100 * (results['best_test_acc_eval_mode'] or 0):.2f}% (best by validation, "
+                         f"step {best.get('step')})" if results["dataset"]["n_val"] else "")
         return (f"done: {results['step']} steps in {t['total_wall_s']:.1f} s "
                 f"({1000 * (t['s_per_step'] or 0):.2f} ms/step training); "
-                f"discrete test accuracy {100 * (results['test_acc_eval_mode'] or 0):.2f}% (last), "
-                f"{100 * (results['best_test_acc_eval_mode'] or 0):.2f}% (best by validation, step {best.get('step')}); "
-                f"files in {self.out_dir}")
+                f"discrete test accuracy {100 * (results['test_acc_eval_mode'] or 0):.2f}% (last)"
+                f"{by_validation}; files in {self.out_dir}")
 
 
 def train(config: TrainConfig, out_dir: str | os.PathLike, **kwargs: Any) -> dict[str, Any]:
