@@ -22,7 +22,8 @@ the ranks compare parameter checksums; ``results.json["distributed"]`` records t
 
 Determinism: a resumed run repeats the uninterrupted run exactly (same losses and accuracies)
 on the same machine with the same ``--threads`` (float reductions in multi-threaded kernels may
-otherwise differ in the last bits).
+otherwise differ in the last bits). Without ``--threads`` the count follows the machine's load
+(``threads.default_threads``), so pin it where exact repeats matter.
 
 Run: ``python -m diffgates train --dataset mnist -k 2000 -l 4 -t 10 -bs 100 -ni 3000 -ef 1000 --out runs/mnist``
 """
@@ -48,6 +49,7 @@ from . import checkpoint as ckpt_io
 from .config import TrainConfig, config_differences
 from .metrics import Progress, accuracy_counts, format_evaluation, machine_info, plot_learning_curves, write_results
 from .model_spec import build_model, layer_widths, logic_spec, mlp_spec
+from .threads import default_threads
 
 RESULTS_FORMAT = "diffgates.results"
 RUN_FILES = ("checkpoint.safetensors", "results.json", "model.safetensors", "best.safetensors")
@@ -302,9 +304,11 @@ class Trainer:
         device = _resolve_device(cfg.device, dist)
         self.device = device
         self.comm_device = device if dist.backend == "nccl" else torch.device("cpu")
-        threads = cfg.threads
-        if threads is None and dist.enabled and device.type == "cpu":
-            threads = max(1, (os.cpu_count() or 1) // dist.local_world_size)  # why: N ranks must not oversubscribe
+        threads, self.threads_reason = cfg.threads, "--threads"
+        if threads is None and device.type == "cpu":
+            # why: threads on a core another process (or rank) keeps busy stall every kernel barrier
+            threads, why = default_threads(dist.local_world_size if dist.enabled else 1)
+            self.threads_reason = f"auto: {why}; --threads N to choose"
         if threads is not None:
             torch.set_num_threads(threads)
         if cfg.batch_size % dist.world_size:
@@ -349,7 +353,8 @@ class Trainer:
         state["setup_s"] = state.get("setup_s", 0.0) + (time.monotonic() - t_setup)
         self.state = state
         self.log(f"model: {self._describe_model()}; data: {len(ds.y_train)} train / {len(ds.y_val)} val / "
-                 f"{len(ds.y_test)} test rows; device {device}, {torch.get_num_threads()} threads"
+                 f"{len(ds.y_test)} test rows; device {device}, {torch.get_num_threads()} "
+                 f"thread{'s' if torch.get_num_threads() != 1 else ''} ({self.threads_reason})"
                  + (f", {dist.world_size} processes ({dist.backend})" if dist.enabled else ""))
         return self._loop(start)
 
