@@ -56,7 +56,7 @@ _WHOLE_TRAINING_SET = {"val_fraction": 0.0}
 
 
 def _logic(name: str, description: str, note: str = "", **values: Any) -> Preset:
-    return Preset(name, description, {"architecture": "logic", **_WHOLE_TRAINING_SET, **values}, note)
+    return Preset(name, description, {"architecture": "logic", **values, **_WHOLE_TRAINING_SET}, note)
 
 
 _PRESETS = [
@@ -93,13 +93,13 @@ _PRESETS = [
            note=_MONK_NOTE, dataset="monk3", batch_size=32, tau=10, num_neurons=128, num_layers=4,
            num_iterations=5_000, eval_freq=500),
     Preset("mlp_small", "baseline ReLU MLP, 3 hidden layers of 128 (not a logic net)",
-           {"architecture": "mlp", **_WHOLE_TRAINING_SET, "dataset": "mnist", "batch_size": 100, "num_neurons": 128, "num_layers": 3,
-            "learning_rate": 0.001, "num_iterations": 20_000},
+           {"architecture": "mlp", "dataset": "mnist", "batch_size": 100, "num_neurons": 128, "num_layers": 3,
+            "learning_rate": 0.001, "num_iterations": 20_000, **_WHOLE_TRAINING_SET},
            note="a float network: its 'eval mode' accuracy is its plain accuracy; lr 0.001 and -ni 20000 "
                 "are our choices for Adam on a ReLU MLP; override --dataset to compare on another set"),
     Preset("mlp_large", "baseline ReLU MLP, 7 hidden layers of 2048 (not a logic net)",
-           {"architecture": "mlp", **_WHOLE_TRAINING_SET, "dataset": "mnist", "batch_size": 100, "num_neurons": 2048, "num_layers": 7,
-            "learning_rate": 0.001, "num_iterations": 20_000},
+           {"architecture": "mlp", "dataset": "mnist", "batch_size": 100, "num_neurons": 2048, "num_layers": 7,
+            "learning_rate": 0.001, "num_iterations": 20_000, **_WHOLE_TRAINING_SET},
            note="a float network: its 'eval mode' accuracy is its plain accuracy; lr 0.001 and -ni 20000 "
                 "are our choices for Adam on a ReLU MLP; override --dataset to compare on another set"),
 ]
