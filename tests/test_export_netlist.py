@@ -264,6 +264,12 @@ def test_cli_aiger_and_blif(tmp_path, capsys):
     c = tiny_circuit()
     assert np.array_equal(read_aiger(tmp_path / "t.aig").evaluate(bits), _expected(c, bits))
     assert np.array_equal(eval_blif(tmp_path / "t.blif", bits), evaluate_outputs(c, bits))
+    # --argmax appends the winning class index (1 bit for 2 classes) after the counts
+    assert _cli(aiger, [str(path), str(tmp_path / "a.aag"), "--counts", "--argmax", "--no-simplify"]) == 0
+    assert "(incl. class counts and argmax)" in capsys.readouterr().out
+    values = read_aiger(tmp_path / "a.aag").evaluate(bits)
+    assert np.array_equal(values[:, :-1], _expected(c, bits))
+    assert np.array_equal(values[:, -1], group_counts(c, bits).argmax(axis=1) == 1)
 
 
 # ---- synthesis report ------------------------------------------------------------------------------
