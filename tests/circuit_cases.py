@@ -16,6 +16,9 @@ Everything is seeded and leaves torch's global RNG untouched.
 """
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -146,3 +149,13 @@ def model_counts(model: torch.nn.Module, x) -> np.ndarray:
     finally:
         torch.set_num_threads(threads)
     return torch.round(out * head.tau).to(torch.int32).numpy()
+
+
+def check_golden(text: str, golden: Path) -> None:
+    """Assert ``text`` equals the file ``golden``; with DIFFGATES_UPDATE_GOLDEN=1 (re)write it first."""
+    if os.environ.get("DIFFGATES_UPDATE_GOLDEN") == "1":
+        golden.parent.mkdir(parents=True, exist_ok=True)
+        golden.write_text(text)
+    assert golden.exists(), f"{golden} is missing: regenerate with DIFFGATES_UPDATE_GOLDEN=1"
+    assert text == golden.read_text(), (f"{golden.name} differs from {golden}; if intended, "
+                                        f"regenerate with DIFFGATES_UPDATE_GOLDEN=1 and review")

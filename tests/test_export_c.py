@@ -14,14 +14,13 @@ Run: ``PYTHONPATH=src python -m pytest tests/test_export_c.py -q``
 """
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from circuit_cases import all_bits, random_bits, random_model
+from circuit_cases import all_bits, check_golden, random_bits, random_model
 from diffgates import cli, gates
 from diffgates._native import compiler, compiler_unavailable_reason
 from diffgates.circuit import Circuit, group_counts, predict
@@ -104,15 +103,8 @@ def _run_counts(folder: Path, name: str, isa: str, x: np.ndarray) -> tuple[np.nd
 def test_golden(tmp_path):
     paths = export_c(tiny_circuit(), tmp_path, name="tiny", isa="portable", layout="code")
     assert [p.name for p in paths] == ["tiny.h", "tiny.c", "example_main.c", "Makefile"]
-    if os.environ.get("DIFFGATES_UPDATE_GOLDEN") == "1":
-        GOLDEN.mkdir(parents=True, exist_ok=True)
-        for path in paths:
-            (GOLDEN / path.name).write_text(path.read_text())
     for path in paths:
-        golden = GOLDEN / path.name
-        assert golden.exists(), f"{golden} is missing: regenerate with DIFFGATES_UPDATE_GOLDEN=1"
-        assert path.read_text() == golden.read_text(), (f"{path.name} differs from {golden}; if intended, "
-                                                        f"regenerate with DIFFGATES_UPDATE_GOLDEN=1 and review")
+        check_golden(path.read_text(), GOLDEN / path.name)
 
 
 def test_golden_export_runs_exhaustively(tmp_path):

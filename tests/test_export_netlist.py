@@ -13,7 +13,6 @@ for ``tiny_circuit()``; regenerate after an intended change with::
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import shutil
 import subprocess
@@ -22,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circuit_cases import all_bits, random_bits, random_circuit, random_model
+from circuit_cases import all_bits, check_golden, random_bits, random_circuit, random_model
 from diffgates import gates
 from diffgates.circuit import evaluate_outputs, group_counts
 from diffgates.export.aiger import AigerFormatError, aiger_bytes, export_aiger, read_aiger
@@ -31,7 +30,6 @@ from diffgates.export.netlist import GATE_RECIPES, Aig, balanced_reduce, lower_t
 from test_export_verilog import tiny_circuit
 
 GOLDEN = Path(__file__).parent / "golden"
-UPDATE = os.environ.get("DIFFGATES_UPDATE_GOLDEN") == "1"
 ABC = shutil.which("berkeley-abc") or shutil.which("yosys-abc")
 needs_abc = pytest.mark.skipif(ABC is None, reason="ABC (berkeley-abc or yosys-abc) is not installed")
 needs_yosys = pytest.mark.skipif(shutil.which("yosys") is None, reason="yosys is not installed")
@@ -237,12 +235,7 @@ def test_yosys_reads_ascii_aiger_and_blif(tmp_path):
 def test_golden(name, kind):
     c = tiny_circuit()
     text = aiger_bytes(lower_to_aig(c), binary=False).decode() if kind == "aag" else blif_text(c, counts=True)[0]
-    path = GOLDEN / name
-    if UPDATE:
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path} missing: run with DIFFGATES_UPDATE_GOLDEN=1 to create it"
-    assert text == path.read_text(), f"{name} changed: review, then regenerate with DIFFGATES_UPDATE_GOLDEN=1"
+    check_golden(text, GOLDEN / name)
 
 
 def _cli(module, argv):

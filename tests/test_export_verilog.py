@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import shutil
 from pathlib import Path
@@ -23,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from circuit_cases import all_bits, model_counts, random_bits, random_circuit, random_model
+from circuit_cases import all_bits, check_golden, model_counts, random_bits, random_circuit, random_model
 from diffgates import gates
 from diffgates.circuit import Circuit, group_counts
 from diffgates.export.simulate import (SimulatorNotFound, run_testbench, make_testbench,
@@ -31,7 +30,6 @@ from diffgates.export.simulate import (SimulatorNotFound, run_testbench, make_te
 from diffgates.export.verilog import export_verilog, generate_verilog
 
 GOLDEN = Path(__file__).parent / "golden"
-UPDATE = os.environ.get("DIFFGATES_UPDATE_GOLDEN") == "1"
 needs_iverilog = pytest.mark.skipif(shutil.which("iverilog") is None or shutil.which("vvp") is None,
                                     reason="Icarus Verilog (iverilog, vvp) is not installed")
 needs_verilator = pytest.mark.skipif(shutil.which("verilator") is None or shutil.which("make") is None,
@@ -207,12 +205,7 @@ def test_missing_simulator_is_a_clear_error(monkeypatch):
 @pytest.mark.parametrize("name,pipeline", [("tiny_comb.v", 0), ("tiny_pipe1.v", 1)])
 def test_golden(name, pipeline):
     text, _ = generate_verilog(tiny_circuit(), pipeline=pipeline, argmax=True)
-    path = GOLDEN / name
-    if UPDATE:
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_text(text)
-    assert path.exists(), f"{path} missing: run with DIFFGATES_UPDATE_GOLDEN=1 to create it"
-    assert text == path.read_text(), f"{name} changed: review, then regenerate with DIFFGATES_UPDATE_GOLDEN=1"
+    check_golden(text, GOLDEN / name)
 
 
 @needs_iverilog
