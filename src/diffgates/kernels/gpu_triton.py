@@ -164,14 +164,21 @@ def _input_grad_csr_kernel(x_ptr, coeff_ptr, conn_ptr, gy_ptr, fan_offsets_ptr, 
 
 
 @triton.jit
+def _gate_probabilities(w_ptr, j, jm, ACC: tl.constexpr):
+    """(BLOCK_J, 16) softmax of the gate logits of neurons ``j`` (masked rows read logits 0)."""
+    g = tl.arange(0, 16)
+    logits = tl.load(w_ptr + j[:, None] * 16 + g[None, :], mask=jm[:, None], other=0).to(ACC)
+    e = tl.exp(logits - tl.max(logits, axis=1)[:, None])
+    return e / tl.sum(e, axis=1)[:, None]
+
+
+@triton.jit
 def _coeffs_forward_kernel(w_ptr, table_ptr, c_ptr, OUT, BLOCK_J: tl.constexpr, ACC: tl.constexpr):
     j = tl.program_id(0) * BLOCK_J + tl.arange(0, BLOCK_J)
     jm = j < OUT
     g = tl.arange(0, 16)
     k = tl.arange(0, 4)
-    logits = tl.load(w_ptr + j[:, None] * 16 + g[None, :], mask=jm[:, None], other=0).to(ACC)
-    e = tl.exp(logits - tl.max(logits, axis=1)[:, None])
-    p = e / tl.sum(e, axis=1)[:, None]
+    p = _gate_probabilities(w_ptr, j, jm, ACC)
     table = tl.load(table_ptr + g[:, None] * 4 + k[None, :]).to(ACC)  # gates.COEFFS, (16, 4)
     c = tl.sum(p[:, :, None] * table[None, :, :], axis=1)
     tl.store(c_ptr + j[:, None] * 4 + k[None, :], c.to(c_ptr.dtype.element_ty), mask=jm[:, None])
@@ -183,9 +190,7 @@ def _coeffs_backward_kernel(w_ptr, table_ptr, gc_ptr, gw_ptr, OUT, BLOCK_J: tl.c
     jm = j < OUT
     g = tl.arange(0, 16)
     k = tl.arange(0, 4)
-    logits = tl.load(w_ptr + j[:, None] * 16 + g[None, :], mask=jm[:, None], other=0).to(ACC)
-    e = tl.exp(logits - tl.max(logits, axis=1)[:, None])
-    p = e / tl.sum(e, axis=1)[:, None]  # recomputed: cheaper than saving (out, 16) probabilities
+    p = _gate_probabilities(w_ptr, j, jm, ACC)  # recomputed: cheaper than saving (out, 16) probabilities
     table = tl.load(table_ptr + g[:, None] * 4 + k[None, :]).to(ACC)
     gc = tl.load(gc_ptr + j[:, None] * 4 + k[None, :], mask=jm[:, None], other=0).to(ACC)
     gp = tl.sum(gc[:, None, :] * table[None, :, :], axis=2)  # d loss / d probabilities, (BLOCK_J, 16)
