@@ -232,6 +232,23 @@ def test_kernels_compile_for_a_gpu_without_one():
     proc = subprocess.run([sys.executable, "-m", "diffgates.kernels.gpu_aot", "--quick"], env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith(("ok", "SPILL", "FAIL"))]
+    assert len(lines) == 8 and "8/8 kernels compiled for sm_90" in proc.stdout
+    # Resource usage comes from each cubin (cuobjdump ships with Triton's NVIDIA backend). The main
+    # specialisations (float32, 32-bit words) must keep their tiles in registers: no local memory.
+    from diffgates.kernels.gpu_aot import cuobjdump_path
+    if cuobjdump_path() is not None:
+        assert all("registers x" in line for line in lines), lines
+        assert "; 0 use local memory" in proc.stdout, [line for line in lines if line.startswith("SPILL")]
+
+
+def test_register_limited_occupancy():
+    from diffgates.kernels.gpu_aot import Usage
+    assert Usage(64, 0, 0, 0).warps_per_sm(4) == 32  # 64 regs x 32 lanes x 4 warps = 8K: 8 blocks
+    assert Usage(208, 0, 0, 0).warps_per_sm(4) == 8  # 6656 per warp: 9 warps fit, so 2 blocks of 4
+    assert Usage(32, 0, 0, 0).warps_per_sm(8) == 64  # capped by the SM's 64 warp slots
+    assert Usage(32, 0, 0, 0).warps_per_sm(8, max_warps=48) == 48  # sm_86/sm_89 have 48 slots
+    assert Usage(33, 0, 0, 0).warps_per_sm(8) == 48  # 33 regs round up to 1280 per warp: 51 warps -> 6 blocks
 
 
 # ---- GPU only --------------------------------------------------------------------------------------

@@ -6,7 +6,12 @@ are only exercised by a real compilation. Triton can compile ahead of time for a
 bundled ``ptxas``, no GPU or driver needed; this module does that for each kernel in the
 specialisations the wrappers launch (dtypes, word sizes, flags, default launch parameters).
 
-Run (must not run under the interpreter; exits 1 if any kernel fails)::
+Each compiled kernel's resource usage is read back from its cubin with the ``cuobjdump`` Triton bundles:
+registers per thread, the occupancy they allow (resident warps per SM), and per-thread local memory
+(stack frame and local arrays: register spills live there). Kernels that use local memory are listed
+with a ``SPILL`` mark: still correct, but spills turn register-resident tiles into memory traffic.
+
+Run (must not run under the interpreter; exits 1 if any kernel fails to compile)::
 
     PYTHONPATH=src python -m diffgates.kernels.gpu_aot            # sm_90 (H100/H200)
     PYTHONPATH=src python -m diffgates.kernels.gpu_aot --arch 80 --quick
@@ -15,16 +20,66 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+
+# Occupancy limits of one SM: a 64K-register file on sm_75..sm_90, warp slots per architecture
+# (CUDA programming guide, compute capabilities table).
+REGISTERS_PER_SM = 65536
+MAX_WARPS_PER_SM = {75: 32, 80: 64, 86: 48, 87: 48, 89: 48, 90: 64}
+_USAGE = re.compile(r"REG:(\d+) STACK:(\d+) SHARED:(\d+) LOCAL:(\d+)")
 
 
 @dataclass
 class Result:
     name: str
-    ok: bool
-    detail: str  # error text, or size/shared-memory summary
+    ok: bool  # compiled
+    detail: str  # error text, or size/resource summary
+    spills: bool = False  # uses per-thread local memory (stack frame or local arrays)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Per-thread registers, stack and local memory, per-block static shared memory (bytes)."""
+
+    registers: int
+    stack: int
+    shared: int
+    local: int
+
+    def warps_per_sm(self, num_warps: int, max_warps: int = 64) -> int:
+        """Resident warps per SM that the register file allows (registers are granted per warp in 256s),
+        capped by the SM's ``max_warps`` slots; blocks are whole, so this is a multiple of ``num_warps``."""
+        per_warp = -(-self.registers * 32 // 256) * 256
+        blocks = min(REGISTERS_PER_SM // (per_warp * num_warps) if per_warp else max_warps, max_warps // num_warps)
+        return blocks * num_warps
+
+
+def cuobjdump_path() -> str | None:
+    """The ``cuobjdump`` shipped in Triton's NVIDIA backend, or None when this Triton has none."""
+    import triton.backends.nvidia as nvidia
+    path = os.path.join(os.path.dirname(nvidia.__file__), "bin", "cuobjdump")
+    return path if os.access(path, os.X_OK) else None
+
+
+def resource_usage(cubin: bytes) -> Usage | None:
+    """Resource usage of the (single) kernel in ``cubin``; None when cuobjdump is unavailable."""
+    tool = cuobjdump_path()
+    if tool is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "kernel.cubin")
+        with open(path, "wb") as f:
+            f.write(cubin)
+        out = subprocess.run([tool, "--dump-resource-usage", path], capture_output=True, text=True, timeout=60)
+    m = _USAGE.search(out.stdout)
+    if out.returncode != 0 or m is None:
+        raise RuntimeError(f"cuobjdump could not read the cubin: {(out.stdout + out.stderr).strip()[-500:]}")
+    return Usage(*(int(v) for v in m.groups()))
 
 
 def _kernel_specs(quick: bool):
@@ -113,12 +168,20 @@ def compile_all(arch: int = 90, quick: bool = False, verbose: bool = False) -> l
                                       target=target, options={"num_warps": warps})
             detail = (f"{time.perf_counter() - start:.1f} s, cubin {len(compiled.asm['cubin'])} bytes, "
                       f"shared {compiled.metadata.shared} bytes")
-            results.append(Result(name, True, detail))
+            usage = resource_usage(compiled.asm["cubin"])
+            if usage is None:
+                results.append(Result(name, True, detail + ", resource usage unknown (no cuobjdump in Triton)"))
+            else:
+                slots = MAX_WARPS_PER_SM.get(arch, 64)
+                detail += (f", {usage.registers} registers x {warps} warps -> at most "
+                           f"{usage.warps_per_sm(warps, slots)}/{slots} warps per SM, local memory "
+                           f"{usage.stack + usage.local} bytes per thread")
+                results.append(Result(name, True, detail, spills=usage.stack + usage.local > 0))
         except Exception as exc:  # report every failing kernel, not only the first
             results.append(Result(name, False, f"{type(exc).__name__}: {exc}"))
         if verbose:
             r = results[-1]
-            print(f"{'ok  ' if r.ok else 'FAIL'} {r.name}: {r.detail}", flush=True)
+            print(f"{'FAIL ' if not r.ok else 'SPILL' if r.spills else 'ok   '} {r.name}: {r.detail}", flush=True)
     return results
 
 
@@ -129,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     results = compile_all(args.arch, args.quick, verbose=True)
     failed = [r for r in results if not r.ok]
-    print(f"{len(results) - len(failed)}/{len(results)} kernels compiled for sm_{args.arch}")
+    spilled = [r for r in results if r.spills]
+    print(f"{len(results) - len(failed)}/{len(results)} kernels compiled for sm_{args.arch}; "
+          f"{len(spilled)} use local memory (spills)")
     return 1 if failed else 0
 
 
