@@ -11,6 +11,10 @@ GroupSum(10), float32, for widths 8000 and 64000 at batch 100 and 1000, on one G
 Before timing, every variant's logits and all parameter gradients are checked against the reference
 on the same model and batch (relative to each tensor's largest reference magnitude: ``CHECK_RTOL``).
 Times are CUDA-event medians. The speed-up column is reference-eager time / variant time.
+``--sweep-training`` first tunes the kernels' launch parameters (``gpu_triton.Tuning``) per width by
+coordinate descent on the CUDA-graph step at the first batch size, checking every candidate against
+the reference before timing it; the timed rows then use the tuned parameters, and a table compares
+them with the defaults (paste the winner into ``gpu_triton.TUNING``).
 
 Part 2, packed inference of the 48K-gate net (784 -> 8000 x 6, 10 classes, random gates) extracted
 with ``to_circuit``: first checked bit-exact against the numpy evaluator (``group_counts``) on a batch
@@ -22,6 +26,7 @@ Run (repository root, a CUDA machine with Triton):
     PYTHONPATH=src python benchmarks/bench_gpu.py                 # everything (a few minutes)
     PYTHONPATH=src python benchmarks/bench_gpu.py --skip-inference --widths 8000 --batches 100
     PYTHONPATH=src python benchmarks/bench_gpu.py --skip-training --sweep
+    PYTHONPATH=src python benchmarks/bench_gpu.py --skip-inference --sweep-training --batches 100
     PYTHONPATH=src python benchmarks/bench_gpu.py --dry-run-cpu   # check this script without a GPU
 ``--dry-run-cpu`` runs tiny sizes on the CPU under Triton's interpreter: it exercises the code
 paths, and its timings mean nothing.
@@ -111,6 +116,23 @@ class Timer:
             torch.cuda.synchronize()
 
 
+def coordinate_descent(start, space: dict[str, list], measure, passes: int = 2):
+    """Tune a frozen dataclass: try each value of each field in turn, keep any that lowers ``measure``.
+
+    Returns (best, its measure, start's measure); ``measure`` returns seconds (inf for a failed point).
+    """
+    from dataclasses import replace
+    best, best_t = start, measure(start)
+    start_t = best_t
+    for _ in range(passes):
+        for name, values in space.items():
+            for value in values:
+                candidate = replace(best, **{name: value})
+                if candidate != best and (t := measure(candidate)) < best_t:
+                    best, best_t = candidate, t
+    return best, best_t, start_t
+
+
 # ---- part 1: training step -------------------------------------------------------------------------
 
 class FusedLayer(torch.nn.Module):
@@ -178,42 +200,107 @@ def graphed(step, device):
     return graph.replay
 
 
-def check_gradients(reference_model, model, x, y, label: str) -> float:
-    """Max over logits and parameter gradients of |diff| / max|reference|; raises above CHECK_RTOL."""
-    results = []
-    for m in (reference_model, model):
-        m.zero_grad(set_to_none=True)
-        logits = m(x)
-        torch.nn.functional.cross_entropy(logits, y).backward()
-        results.append([logits.detach()] + [p.grad.detach() for p in m.parameters()])
+def outputs(model, x, y) -> list[torch.Tensor]:
+    """Logits and every parameter gradient of one cross-entropy forward/backward (grads cleared after)."""
+    model.zero_grad(set_to_none=True)
+    logits = model(x)
+    torch.nn.functional.cross_entropy(logits, y).backward()
+    result = [logits.detach()] + [p.grad.detach().clone() for p in model.parameters()]
+    model.zero_grad(set_to_none=True)
+    return result
+
+
+def check_gradients(expected: list[torch.Tensor], model, x, y, label: str) -> float:
+    """Max over logits and parameter gradients of |diff| / max|reference|; raises above CHECK_RTOL.
+
+    ``expected`` is ``outputs(reference_model, x, y)`` of a reference model with the same parameters.
+    """
     worst = 0.0
-    for name, a, b in zip(["logits"] + [f"grad {i}" for i in range(len(results[0]) - 1)], *results, strict=True):
+    names = ["logits"] + [f"grad {i}" for i in range(len(expected) - 1)]
+    for name, a, b in zip(names, expected, outputs(model, x, y), strict=True):
         scale = float(a.abs().max()) or 1.0
         err = float((a - b).abs().max()) / scale
         worst = max(worst, err)
         if not err <= CHECK_RTOL:
             raise AssertionError(f"{label}: {name} differs from the reference by {err:.2e} of its max magnitude "
                                  f"(allowed {CHECK_RTOL:.0e}); refusing to time a wrong kernel")
-    for m in (reference_model, model):
-        m.zero_grad(set_to_none=True)
     return worst
 
 
-def bench_training(args, device, timer) -> list[list[str]]:
-    from diffgates.kernels import gpu
-    rows = []
+def training_sweep_space(dry_run: bool) -> dict[str, list]:
+    """Values ``--sweep-training`` tries for each field of ``gpu_triton.Tuning`` (powers of two)."""
+    if dry_run:  # the interpreter is slow: a few points, enough to run every code path
+        return {"fwd_block_n": [16, 64], "csr_block_i": [16, 64]}
+    return {"fwd_block_n": [8, 16, 32, 64], "fwd_block_j": [64, 128, 256], "fwd_warps": [2, 4, 8],
+            "grad_block_n": [16, 32, 64], "grad_block_j": [32, 64, 128], "grad_warps": [2, 4, 8],
+            "target_programs": [256, 512, 1024, 2048, 4096],
+            "csr_block_n": [8, 16, 32, 64], "csr_block_i": [16, 32, 64, 128], "csr_warps": [2, 4, 8],
+            "coeff_block_j": [16, 32, 64, 128], "coeff_warps": [1, 2, 4]}
+
+
+def sweep_training(base, x, y, expected, device, timer, dry_run: bool):
+    """``coordinate_descent`` over ``training_sweep_space`` on the deterministic-mode step.
+
+    Returns (best Tuning, its seconds/step, the defaults' seconds/step). Every candidate is checked
+    against ``expected`` (the reference's outputs on ``x``, ``y``) before it is timed.
+    """
+    from diffgates.kernels import gpu, gpu_triton
+    gpu.set_backward_mode("csr")
+
+    def measure(t):
+        gpu_triton.set_tuning(t)
+        model = opt = step = None
+        try:
+            model = variant(base, "csr")
+            check_gradients(expected, model, x, y, f"tuning {t}")
+            opt = torch.optim.Adam(model.parameters(), lr=0.01, capturable=device.type == "cuda",
+                                   foreach=None if device.type == "cuda" else False)
+            step = step_fn(model, opt, x, y)
+            seconds = timer(graphed(step, device) if device.type == "cuda" else step, steps=5, warmup=2)
+        except AssertionError:
+            raise  # a wrong result is a bug, not a slow configuration
+        except Exception as exc:  # e.g. out of resources at this size: report and go on
+            print(f"  sweep {t} failed: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
+            return float("inf")
+        finally:
+            gpu_triton.set_tuning(None)
+            model = opt = step = None
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+        print(f"  sweep {t}: {seconds * 1e3:.3f} ms/step", file=sys.stderr, flush=True)
+        return seconds
+
+    return coordinate_descent(gpu_triton.tuning(), training_sweep_space(dry_run), measure)
+
+
+def bench_training(args, device, timer) -> tuple[list[list[str]], list[list[str]]]:
+    """(rows of the timing table, rows of the tuning table; empty without --sweep-training)."""
+    from dataclasses import asdict
+
+    from diffgates.kernels import gpu, gpu_triton
+    rows, tuning_rows = [], []
     for width in args.widths:
         base = build_model(width, args.depth, device)
         xc, yc = make_batch(min(args.batches), device, seed=7)
-        reference_check = variant(base, "reference")
+        expected = outputs(variant(base, "reference"), xc, yc)
+        if args.sweep_training:
+            xs, ys = make_batch(args.batches[0], device, seed=5)
+            tuned, tuned_t, default_t = sweep_training(base, xs, ys, outputs(variant(base, "reference"), xs, ys),
+                                                       device, timer, args.dry_run_cpu)
+            default = asdict(gpu_triton.tuning())
+            changed = ", ".join(f"{k}={v}" for k, v in asdict(tuned).items() if default[k] != v) or "(defaults)"
+            tuning_rows.append([f"{IN_DIM}->{width}x{args.depth}", args.batches[0], f"{default_t * 1e3:.3f}",
+                                f"{tuned_t * 1e3:.3f}", f"{default_t / tuned_t:.2f}x", changed])
+            print(f"width {width}: tuned {tuned}", file=sys.stderr, flush=True)
+            gpu_triton.set_tuning(tuned)
         # The dispatcher sends only CUDA tensors to the Triton kernels: no dispatch variant in a CPU dry run.
         kinds = ["dispatch", "csr", "atomic"] if device.type == "cuda" else ["csr", "atomic"]
         errors = {}
         for kind in kinds:
             gpu.set_backward_mode("atomic" if kind == "atomic" else "csr")
-            errors[kind] = check_gradients(reference_check, variant(base, kind), xc, yc, f"width {width} {kind}")
+            errors[kind] = check_gradients(expected, variant(base, kind), xc, yc, f"width {width} {kind}")
         gpu.set_backward_mode("csr")
-        del reference_check
+        del expected
         for n in args.batches:
             x, y = make_batch(n, device)
             results: dict[str, float | str] = {}
@@ -253,7 +340,8 @@ def bench_training(args, device, timer) -> list[list[str]]:
                 else:
                     rows.append([f"{IN_DIM}->{width}x{args.depth}", n, label, value, "-", "-"])
             print(f"width {width} batch {n} done", file=sys.stderr, flush=True)
-    return rows
+        gpu_triton.set_tuning(None)
+    return rows, tuning_rows
 
 
 # ---- part 2: packed inference ----------------------------------------------------------------------
@@ -297,15 +385,17 @@ def check_exact(engine, circuit, words: torch.Tensor, n: int, rows: slice, word_
                              f"{got[tuple(bad)]} vs {expected[tuple(bad)]}")
 
 
-def sweep_space(word_bits: int) -> dict[str, list]:
+def sweep_space(word_bits: int, dry_run: bool) -> dict[str, list]:
     """Values ``--sweep`` tries for each launch parameter of ``GpuEngineConfig``."""
+    if dry_run:  # the interpreter is slow: a few points, enough to run every code path
+        return {"block_gates": [16, 32], "count_lane_bits": [4, 8]}
     words = [2, 4, 8, 16] if word_bits == 32 else [1, 2, 4, 8]  # 8..64-byte rows
     return {"block_words": words, "block_gates": [64, 128, 256, 512], "num_warps": [4, 8, 16],
             "programs_per_sm": [1, 2, 4], "block_outputs": [32, 64, 128], "count_lane_bits": [4, 8]}
 
 
-def sweep(engine, words, n, timer, start):
-    """Coordinate descent over ``sweep_space`` (two passes, 5 timed runs per point): the fastest config."""
+def sweep(engine, words, n, timer, start, dry_run: bool):
+    """``coordinate_descent`` over ``sweep_space`` (5 timed runs per point): the fastest config."""
     from dataclasses import replace
 
     def measure(cfg):
@@ -318,15 +408,8 @@ def sweep(engine, words, n, timer, start):
         print(f"  sweep {cfg}: {n / t / 1e6:.1f} M images/s", file=sys.stderr, flush=True)
         return t
 
-    best_cfg = replace(start, block_words=start.words_per_tile(engine.word_bits))
-    best_t = measure(best_cfg)
-    for _ in range(2):
-        for name, values in sweep_space(engine.word_bits).items():
-            for value in values:
-                cfg = replace(best_cfg, **{name: value})
-                if cfg != best_cfg and (t := measure(cfg)) < best_t:
-                    best_cfg, best_t = cfg, t
-    return best_cfg
+    start = replace(start, block_words=start.words_per_tile(engine.word_bits))
+    return coordinate_descent(start, sweep_space(engine.word_bits, dry_run), measure)[0]
 
 
 def bench_inference(args, device, timer) -> list[list[str]]:
@@ -354,7 +437,7 @@ def bench_inference(args, device, timer) -> list[list[str]]:
             for part in (slice(0, 2048), slice(max(0, n - 2048), n)):  # both ends of the big batch
                 check_exact(engine, circuit, words, n, part, word_bits)
             if i == 0 and args.sweep:
-                chosen = sweep(engine, words, n, timer, default)
+                chosen = sweep(engine, words, n, timer, default, args.dry_run_cpu)
             engine.config = chosen
             t = timer(lambda e=engine, x=words, m=n: e.group_counts_packed(x, m), steps=args.steps, warmup=2)
             check_exact(engine, circuit, words, n, slice(n // 2, n // 2 + 1024), word_bits)
@@ -390,6 +473,8 @@ def main() -> None:
     parser.add_argument("--check-batch", type=int, default=4099, help="odd batch checked against numpy first")
     parser.add_argument("--pack-batch", type=int, default=1 << 20, help="images packed when timing packing")
     parser.add_argument("--sweep", action="store_true", help="tune the launch configuration first (about 30 points)")
+    parser.add_argument("--sweep-training", action="store_true",
+                        help="tune the training kernels' launch parameters per width first (about 80 points)")
     parser.add_argument("--json", help="also write the tables to this JSON file")
     parser.add_argument("--dry-run-cpu", action="store_true",
                         help="tiny sizes on the CPU under Triton's interpreter, to check the script without a GPU")
@@ -405,7 +490,14 @@ def main() -> None:
     timer = Timer(device)
     out = {}
     if not args.skip_training:
-        rows = bench_training(args, device, timer)
+        rows, tuning_rows = bench_training(args, device, timer)
+        if tuning_rows:
+            headers = ["model", "batch", "default ms/step", "tuned ms/step", "speed-up", "tuned parameters"]
+            print("## Launch-parameter sweep (deterministic step" + (", CUDA graph" if device.type == "cuda" else "")
+                  + "); the timed rows below use the tuned parameters\n")
+            print(format_table(headers, tuning_rows))
+            print()
+            out["training_sweep"] = {"headers": headers, "rows": tuning_rows}
         headers = ["model", "batch", "variant", "ms/step (median)", "vs reference", "max rel. diff"]
         print("## Training step: forward + backward + Adam, float32\n")
         print(format_table(headers, rows))

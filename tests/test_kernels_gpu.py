@@ -106,6 +106,25 @@ def test_batch_split_coefficient_reduction():
         torch.testing.assert_close(r, expected, **TOL[torch.float64])
 
 
+@pytest.mark.parametrize("tiles", [16, 32])
+def test_other_launch_parameters_give_the_same_numbers(tiles, backward_mode):
+    # bench_gpu.py --sweep-training launches the kernels with other tiles (set_tuning): tile edges
+    # that cut neurons, rows and inputs mid-block must not change the results.
+    from dataclasses import replace
+
+    from diffgates.kernels import gpu_triton
+    t = replace(gpu_triton.tuning(), fwd_block_n=tiles, fwd_block_j=tiles, grad_block_n=tiles, grad_block_j=tiles,
+                target_programs=64, csr_block_n=tiles, csr_block_i=tiles, coeff_block_j=tiles)
+    gpu_triton.set_tuning(t)
+    try:
+        assert gpu_triton.tuning() == t
+        check_against_reference(fused, reference_fn, 157, 65, 157, dtype=torch.float32, device=DEVICE,
+                                **TOL[torch.float32])
+    finally:
+        gpu_triton.set_tuning(None)
+    assert gpu_triton.tuning() != t
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_fused_gate_coefficients(dtype):
     _, w, _ = make_inputs(1, 2, 157, dtype=dtype, device=DEVICE, seed=4)

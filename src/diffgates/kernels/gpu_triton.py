@@ -19,7 +19,8 @@ Kernels (all read row-major (N, in) activations and (N, out) gradients, int32 (2
   its gradient, fused into one kernel each (the reference takes 2 launches forward and 3 backward).
 
 Launch parameters live in ``TUNING`` (block sizes, warps, how many programs to aim for) so a GPU
-session can tune them without touching the kernels; ``interpreter_tuning`` holds the CPU-test values.
+session can tune them without touching the kernels (``benchmarks/bench_gpu.py --sweep-training``
+searches them through ``set_tuning``); ``interpreter_tuning`` holds the CPU-test values.
 """
 from __future__ import annotations
 
@@ -62,8 +63,20 @@ def interpreted() -> bool:
     return not isinstance(_forward_kernel, triton.runtime.JITFunction)
 
 
+_override: Tuning | None = None  # set_tuning's choice, for benchmarks/bench_gpu.py --sweep-training
+
+
 def tuning() -> Tuning:
+    """The launch parameters in effect: ``set_tuning``'s, else the defaults of this mode."""
+    if _override is not None:
+        return _override
     return interpreter_tuning if interpreted() else TUNING
+
+
+def set_tuning(t: Tuning | None) -> None:
+    """Launch later kernels with ``t`` (None: back to the defaults); for tuning sweeps."""
+    global _override
+    _override = t
 
 
 def _acc_type(dtype: torch.dtype):
