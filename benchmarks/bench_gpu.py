@@ -12,7 +12,7 @@ Before timing, every variant's logits and all parameter gradients are checked ag
 on the same model and batch (relative to each tensor's largest reference magnitude: ``CHECK_RTOL``).
 Times are CUDA-event medians. The speed-up column is reference-eager time / variant time.
 ``--sweep-training`` first tunes the kernels' launch parameters (``gpu_triton.Tuning``) per width by
-coordinate descent on the CUDA-graph step at the first batch size, checking every candidate against
+coordinate descent on the CUDA-graph step at the smallest batch size, checking every candidate against
 the reference before timing it; the timed rows then use the tuned parameters, and a table compares
 them with the defaults (paste the winner into ``gpu_triton.TUNING``).
 
@@ -120,17 +120,26 @@ def coordinate_descent(start, space: dict[str, list], measure, passes: int = 2):
     """Tune a frozen dataclass: try each value of each field in turn, keep any that lowers ``measure``.
 
     Returns (best, its measure, start's measure); ``measure`` returns seconds (inf for a failed point).
+    Each configuration is measured once: a later pass that comes back to one reuses its time, so noise
+    cannot pick a configuration over itself.
     """
     from dataclasses import replace
-    best, best_t = start, measure(start)
-    start_t = best_t
+    times: dict = {}
+
+    def timed(config):
+        if config not in times:
+            times[config] = measure(config)
+        return times[config]
+
+    best = start
+    timed(start)  # the baseline first
     for _ in range(passes):
         for name, values in space.items():
             for value in values:
                 candidate = replace(best, **{name: value})
-                if candidate != best and (t := measure(candidate)) < best_t:
-                    best, best_t = candidate, t
-    return best, best_t, start_t
+                if timed(candidate) < timed(best):
+                    best = candidate
+    return best, timed(best), timed(start)
 
 
 # ---- part 1: training step -------------------------------------------------------------------------
@@ -249,7 +258,6 @@ def sweep_training(base, x, y, expected, device, timer, dry_run: bool):
 
     def measure(t):
         gpu_triton.set_tuning(t)
-        model = opt = step = None
         try:
             model = variant(base, "csr")
             check_gradients(expected, model, x, y, f"tuning {t}")
@@ -264,7 +272,7 @@ def sweep_training(base, x, y, expected, device, timer, dry_run: bool):
             return float("inf")
         finally:
             gpu_triton.set_tuning(None)
-            model = opt = step = None
+            model = opt = step = None  # drop this candidate's tensors before freeing the cache
             if device.type == "cuda":
                 torch.cuda.empty_cache()
         print(f"  sweep {t}: {seconds * 1e3:.3f} ms/step", file=sys.stderr, flush=True)
@@ -283,13 +291,11 @@ def bench_training(args, device, timer) -> tuple[list[list[str]], list[list[str]
         base = build_model(width, args.depth, device)
         xc, yc = make_batch(min(args.batches), device, seed=7)
         expected = outputs(variant(base, "reference"), xc, yc)
-        if args.sweep_training:
-            xs, ys = make_batch(args.batches[0], device, seed=5)
-            tuned, tuned_t, default_t = sweep_training(base, xs, ys, outputs(variant(base, "reference"), xs, ys),
-                                                       device, timer, args.dry_run_cpu)
+        if args.sweep_training:  # on the check batch: its reference outputs are already computed
             default = asdict(gpu_triton.tuning())
+            tuned, tuned_t, default_t = sweep_training(base, xc, yc, expected, device, timer, args.dry_run_cpu)
             changed = ", ".join(f"{k}={v}" for k, v in asdict(tuned).items() if default[k] != v) or "(defaults)"
-            tuning_rows.append([f"{IN_DIM}->{width}x{args.depth}", args.batches[0], f"{default_t * 1e3:.3f}",
+            tuning_rows.append([f"{IN_DIM}->{width}x{args.depth}", len(yc), f"{default_t * 1e3:.3f}",
                                 f"{tuned_t * 1e3:.3f}", f"{default_t / tuned_t:.2f}x", changed])
             print(f"width {width}: tuned {tuned}", file=sys.stderr, flush=True)
             gpu_triton.set_tuning(tuned)
