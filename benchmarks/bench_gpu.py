@@ -1,4 +1,4 @@
-"""GPU benchmark (issue 6): Triton training step vs the reference mixture, and bit-packed inference.
+"""GPU benchmark: Triton training step vs the reference mixture, and bit-packed inference.
 
 Part 1, training step (forward + cross-entropy + backward + Adam(lr=0.01)) of 784 -> width x 6 ->
 GroupSum(10), float32, for widths 8000 and 64000 at batch 100 and 1000, on one GPU:
@@ -17,10 +17,14 @@ the reference before timing it; the timed rows then use the tuned parameters, an
 them with the defaults (paste the winner into ``gpu_triton.TUNING``).
 
 Part 2, packed inference of the 48K-gate net (784 -> 8000 x 6, 10 classes, random gates) extracted
-with ``to_circuit``: first checked bit-exact against the numpy evaluator (``group_counts``) on a batch
-that is no multiple of the word size, and on slices of the big timed batch; then images/s of
-``group_counts_packed`` on pre-packed random words (1M..16M images), and of packing itself.
+with ``to_circuit`` and compiled by ``diffgates.backends.gpu.compile_gpu``: first checked bit-exact
+against the numpy evaluator (``diffgates.ir.group_counts``) on a batch that is no multiple of the word
+size (``engine.counts``), and on slices of the big timed batch; then images/s of ``engine.run_packed``
+(the class counts of the group-sum head) on pre-packed random words (1M..16M images), and of packing
+itself; after timing, the timed configuration is checked again on both ends and the middle of the batch.
 ``--sweep`` first tunes the launch configuration (coordinate descent) on the first batch size.
+``--sweep-seconds S`` caps each sweep (training or inference) at S seconds: the best point so far wins.
+``--json`` also records the device and versions, each sweep's points and whether it completed.
 
 Run (repository root, a CUDA machine with Triton):
     PYTHONPATH=src python benchmarks/bench_gpu.py                 # everything (a few minutes)
@@ -31,7 +35,7 @@ Run (repository root, a CUDA machine with Triton):
 ``--dry-run-cpu`` runs tiny sizes on the CPU under Triton's interpreter: it exercises the code
 paths, and its timings mean nothing.
 
-Issue 6 targets (H100/H200): training step >= 20x the reference (both widths, batch 100); packed
+Targets (H100/H200): training step >= 20x the reference (both widths, batch 100); packed
 inference of the 48K-gate net > 200M images/s, bit-exact.
 """
 from __future__ import annotations
@@ -86,6 +90,18 @@ def device_header(device: torch.device) -> None:
     print()
 
 
+def device_info(device: torch.device) -> dict:
+    """The device and library versions, for the JSON file."""
+    import triton
+    info = {"device": str(device), "torch": torch.__version__, "cuda": torch.version.cuda,
+            "triton": triton.__version__, "interpreter": device.type != "cuda"}
+    if device.type == "cuda":
+        p = torch.cuda.get_device_properties(device)
+        info.update(name=p.name, capability=f"{p.major}.{p.minor}", sms=p.multi_processor_count,
+                    memory_gib=round(p.total_memory / 2**30, 1))
+    return info
+
+
 class Timer:
     """Median seconds per call: CUDA events on a GPU, perf_counter on the CPU (dry runs)."""
 
@@ -116,15 +132,21 @@ class Timer:
             torch.cuda.synchronize()
 
 
-def coordinate_descent(start, space: dict[str, list], measure, passes: int = 2):
+def coordinate_descent(start, space: dict[str, list], measure, passes: int = 2,
+                       seconds: float | None = None, report: dict | None = None):
     """Tune a frozen dataclass: try each value of each field in turn, keep any that lowers ``measure``.
 
     Returns (best, its measure, start's measure); ``measure`` returns seconds (inf for a failed point).
     Each configuration is measured once: a later pass that comes back to one reuses its time, so noise
-    cannot pick a configuration over itself.
+    cannot pick a configuration over itself. With ``seconds``, no new configuration is measured once
+    that many seconds have passed (the best so far is returned). ``report``, when given, receives
+    ``points`` (configurations measured), ``complete`` (False when ``seconds`` cut it short) and
+    ``seconds`` (time spent).
     """
     from dataclasses import replace
     times: dict = {}
+    t0 = time.monotonic()
+    complete = True
 
     def timed(config):
         if config not in times:
@@ -137,8 +159,20 @@ def coordinate_descent(start, space: dict[str, list], measure, passes: int = 2):
         for name, values in space.items():
             for value in values:
                 candidate = replace(best, **{name: value})
+                if candidate not in times and seconds is not None and time.monotonic() - t0 >= seconds:
+                    complete = False
+                    break
                 if timed(candidate) < timed(best):
                     best = candidate
+            if not complete:
+                break
+        if not complete:
+            break
+    if report is not None:
+        report.update(points=len(times), complete=complete, seconds=round(time.monotonic() - t0, 2))
+    if not complete:
+        print(f"  sweep stopped at its {seconds:g} s budget after {len(times)} points; keeping the best so far",
+              file=sys.stderr, flush=True)
     return best, timed(best), timed(start)
 
 
@@ -247,11 +281,13 @@ def training_sweep_space(dry_run: bool) -> dict[str, list]:
             "coeff_block_j": [16, 32, 64, 128], "coeff_warps": [1, 2, 4]}
 
 
-def sweep_training(base, x, y, expected, device, timer, dry_run: bool):
+def sweep_training(base, x, y, expected, device, timer, dry_run: bool, seconds: float | None = None,
+                   report: dict | None = None):
     """``coordinate_descent`` over ``training_sweep_space`` on the deterministic-mode step.
 
     Returns (best Tuning, its seconds/step, the defaults' seconds/step). Every candidate is checked
-    against ``expected`` (the reference's outputs on ``x``, ``y``) before it is timed.
+    against ``expected`` (the reference's outputs on ``x``, ``y``) before it is timed. ``seconds`` and
+    ``report``: as for ``coordinate_descent``.
     """
     from diffgates.kernels import gpu, gpu_triton
     gpu.set_backward_mode("csr")
@@ -278,7 +314,8 @@ def sweep_training(base, x, y, expected, device, timer, dry_run: bool):
         print(f"  sweep {t}: {seconds * 1e3:.3f} ms/step", file=sys.stderr, flush=True)
         return seconds
 
-    return coordinate_descent(gpu_triton.tuning(), training_sweep_space(dry_run), measure)
+    return coordinate_descent(gpu_triton.tuning(), training_sweep_space(dry_run), measure,
+                              seconds=seconds, report=report)
 
 
 def bench_training(args, device, timer) -> tuple[list[list[str]], list[list[str]]]:
@@ -293,7 +330,10 @@ def bench_training(args, device, timer) -> tuple[list[list[str]], list[list[str]
         expected = outputs(variant(base, "reference"), xc, yc)
         if args.sweep_training:  # on the check batch: its reference outputs are already computed
             default = asdict(gpu_triton.tuning())
-            tuned, tuned_t, default_t = sweep_training(base, xc, yc, expected, device, timer, args.dry_run_cpu)
+            report = {"what": f"training {IN_DIM}->{width}x{args.depth}, batch {len(yc)}"}
+            tuned, tuned_t, default_t = sweep_training(base, xc, yc, expected, device, timer, args.dry_run_cpu,
+                                                       args.sweep_seconds, report)
+            args.sweep_reports.append(report)
             changed = ", ".join(f"{k}={v}" for k, v in asdict(tuned).items() if default[k] != v) or "(defaults)"
             tuning_rows.append([f"{IN_DIM}->{width}x{args.depth}", len(yc), f"{default_t * 1e3:.3f}",
                                 f"{tuned_t * 1e3:.3f}", f"{default_t / tuned_t:.2f}x", changed])
@@ -353,15 +393,15 @@ def bench_training(args, device, timer) -> tuple[list[list[str]], list[list[str]
 # ---- part 2: packed inference ----------------------------------------------------------------------
 
 def random_circuit_48k(width: int, depth: int, seed: int = 0):
-    """The issue's 48K-gate net: random wiring and random argmax gates, extracted to a Circuit."""
+    """The 48K-gate benchmark net: random wiring and random argmax gates, extracted to a Circuit."""
     from diffgates import GroupSum, LogicLayer
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Flatten(), *[LogicLayer(IN_DIM if i == 0 else width, width)
                                                       for i in range(depth)], GroupSum(CLASSES, tau=10))
     try:
-        from diffgates.circuit.extract import to_circuit
+        from diffgates.frontend import to_circuit
     except ImportError:  # extraction not available: the same circuit built by hand
-        from diffgates.circuit import Circuit
+        from diffgates.ir import Circuit
         ops, a, b, offset = [], [], [], 0
         for layer in [m for m in model if isinstance(m, LogicLayer)]:
             base = 0 if offset == 0 else IN_DIM + offset - layer.in_dim
@@ -377,18 +417,27 @@ def random_circuit_48k(width: int, depth: int, seed: int = 0):
 
 def check_exact(engine, circuit, words: torch.Tensor, n: int, rows: slice, word_bits: int) -> None:
     """Counts of the packed run equal the numpy evaluator on ``rows`` of the (packed) batch."""
-    from diffgates.circuit import group_counts
-    from diffgates.engines.gpu import unpack_bits
+    from diffgates.backends.gpu.engine import unpack_bits
+    from diffgates.ir import group_counts
     lo, hi = rows.start, min(rows.stop, n)
     w0, w1 = lo // word_bits, -(-hi // word_bits)
     bits = unpack_bits(words[:, w0:w1].contiguous(), (w1 - w0) * word_bits, word_bits)
     x = bits[lo - w0 * word_bits: hi - w0 * word_bits].cpu().numpy()
-    got = engine.group_counts_packed(words, n)[lo:hi].cpu().numpy()
+    got = engine.run_packed(words, n)[lo:hi].cpu().numpy()
     expected = group_counts(circuit, x)
     if not np.array_equal(got, expected):
         bad = np.argwhere(got != expected)[0]
         raise AssertionError(f"packed counts differ from numpy at sample {lo + bad[0]}, class {bad[1]}: "
                              f"{got[tuple(bad)]} vs {expected[tuple(bad)]}")
+
+
+# What "bit-exact: yes" in the inference table rests on (any mismatch raises, and no row is written).
+INFERENCE_CHECKS = [
+    "before timing: engine.counts (packing included) equals the numpy evaluator on an odd batch (--check-batch)",
+    "before timing: run_packed counts equal numpy on the first and last 2048 rows of the timed batch "
+    "(default config, and again with the swept config when it differs)",
+    "after timing: the same on the first, middle and last rows of the timed batch, with the timed config",
+]
 
 
 def sweep_space(word_bits: int, dry_run: bool) -> dict[str, list]:
@@ -400,14 +449,18 @@ def sweep_space(word_bits: int, dry_run: bool) -> dict[str, list]:
             "programs_per_sm": [1, 2, 4], "block_outputs": [32, 64, 128], "count_lane_bits": [4, 8]}
 
 
-def sweep(engine, words, n, timer, start, dry_run: bool):
-    """``coordinate_descent`` over ``sweep_space`` (5 timed runs per point): the fastest config."""
+def sweep(engine, words, n, timer, start, dry_run: bool, seconds: float | None = None,
+          report: dict | None = None):
+    """``coordinate_descent`` over ``sweep_space`` (5 timed runs per point): the fastest config.
+
+    ``seconds`` and ``report``: as for ``coordinate_descent``.
+    """
     from dataclasses import replace
 
     def measure(cfg):
         engine.config = cfg
         try:
-            t = timer(lambda: engine.group_counts_packed(words, n), steps=5, warmup=1)
+            t = timer(lambda: engine.run_packed(words, n), steps=5, warmup=1)
         except Exception as exc:  # a configuration that does not compile or fit: report and go on
             print(f"  sweep {cfg} failed: {type(exc).__name__}: {str(exc)[:200]}", file=sys.stderr)
             return float("inf")
@@ -415,12 +468,13 @@ def sweep(engine, words, n, timer, start, dry_run: bool):
         return t
 
     start = replace(start, block_words=start.words_per_tile(engine.word_bits))
-    return coordinate_descent(start, sweep_space(engine.word_bits, dry_run), measure)[0]
+    return coordinate_descent(start, sweep_space(engine.word_bits, dry_run), measure,
+                              seconds=seconds, report=report)[0]
 
 
 def bench_inference(args, device, timer) -> list[list[str]]:
-    from diffgates.circuit import group_counts
-    from diffgates.engines.gpu import INTERPRETER_CONFIG, GpuEngineConfig, compile_gpu, pack_bits
+    from diffgates.backends.gpu.engine import INTERPRETER_CONFIG, GpuEngineConfig, compile_gpu, pack_bits
+    from diffgates.ir import group_counts
     circuit = random_circuit_48k(args.width_inference, args.depth)
     rows = []
     for word_bits in args.word_bits:
@@ -429,7 +483,7 @@ def bench_inference(args, device, timer) -> list[list[str]]:
         # Exactness first: an odd batch through the full API (packing included).
         n_check = args.check_batch
         x = np.random.default_rng(3).integers(0, 2, size=(n_check, IN_DIM), dtype=np.uint8)
-        got = engine.group_counts(x).cpu().numpy()
+        got = engine.counts(x).cpu().numpy()
         if not np.array_equal(got, group_counts(circuit, x)):
             raise AssertionError(f"word_bits={word_bits}: packed counts differ from numpy on {n_check} samples")
         stats = engine.stats()
@@ -440,13 +494,21 @@ def bench_inference(args, device, timer) -> list[list[str]]:
             dtype = torch.int32 if word_bits == 32 else torch.int64
             info = torch.iinfo(dtype)
             words = torch.randint(info.min, info.max, (IN_DIM, n_words), generator=gen, device=device, dtype=dtype)
-            for part in (slice(0, 2048), slice(max(0, n - 2048), n)):  # both ends of the big batch
+            ends = (slice(0, 2048), slice(max(0, n - 2048), n))  # both ends of the big batch
+            for part in ends:
                 check_exact(engine, circuit, words, n, part, word_bits)
             if i == 0 and args.sweep:
-                chosen = sweep(engine, words, n, timer, default, args.dry_run_cpu)
+                report = {"what": f"inference word_bits {word_bits}, batch {n}"}
+                chosen = sweep(engine, words, n, timer, default, args.dry_run_cpu, args.sweep_seconds, report)
+                args.sweep_reports.append(report)
             engine.config = chosen
-            t = timer(lambda e=engine, x=words, m=n: e.group_counts_packed(x, m), steps=args.steps, warmup=2)
-            check_exact(engine, circuit, words, n, slice(n // 2, n // 2 + 1024), word_bits)
+            if chosen != default:  # the configuration about to be timed, checked before timing too
+                for part in ends:
+                    check_exact(engine, circuit, words, n, part, word_bits)
+            t = timer(lambda e=engine, x=words, m=n: e.run_packed(x, m), steps=args.steps, warmup=2)
+            # After timing: the same engine state that was timed, on both ends and the middle.
+            for part in (*ends, slice(n // 2, n // 2 + 1024)):
+                check_exact(engine, circuit, words, n, part, word_bits)
             bits = torch.randint(0, 2, (min(n, args.pack_batch), IN_DIM), dtype=torch.uint8, device=device)
             t_pack = timer(lambda x=bits, wb=word_bits: pack_bits(x, wb), steps=args.steps, warmup=1)
             rows.append([f"{stats['gates']} ({stats['live_gates']} live, {stats['levels']} levels, "
@@ -481,6 +543,9 @@ def main() -> None:
     parser.add_argument("--sweep", action="store_true", help="tune the launch configuration first (about 30 points)")
     parser.add_argument("--sweep-training", action="store_true",
                         help="tune the training kernels' launch parameters per width first (about 80 points)")
+    parser.add_argument("--sweep-seconds", type=float, default=None,
+                        help="time budget of each sweep: after this many seconds no new point is tried and the "
+                             "best so far is used (default: no limit)")
     parser.add_argument("--json", help="also write the tables to this JSON file")
     parser.add_argument("--dry-run-cpu", action="store_true",
                         help="tiny sizes on the CPU under Triton's interpreter, to check the script without a GPU")
@@ -490,11 +555,12 @@ def main() -> None:
         args.steps = args.ref_steps = 1
         args.warmup = 0
         args.width_inference, args.inference_batches, args.check_batch, args.pack_batch = 20, [97], 33, 64
+    args.sweep_reports = []
     device = require_device(args.dry_run_cpu)
-    print_header("diffgates GPU benchmark (issue 6)")
+    print_header("diffgates GPU benchmark")
     device_header(device)
     timer = Timer(device)
-    out = {}
+    out = {"device": device_info(device), "sweeps": args.sweep_reports}
     if not args.skip_training:
         rows, tuning_rows = bench_training(args, device, timer)
         if tuning_rows:
@@ -515,7 +581,7 @@ def main() -> None:
                    "launch config", "bit-exact"]
         print("## Bit-packed inference of the 48K-gate net (pre-packed input; packing timed apart)\n")
         print(format_table(headers, rows))
-        out["inference"] = {"headers": headers, "rows": rows}
+        out["inference"] = {"headers": headers, "rows": rows, "checks": INFERENCE_CHECKS}
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=1, default=str)

@@ -1,8 +1,8 @@
-"""Inference benchmark: the compiled CPU engine vs the naive one-C-statement-per-gate engine (issue 4).
+"""Inference benchmark: the compiled CPU engine vs the naive one-C-statement-per-gate engine.
 
 Network: a random model 784 -> width x depth LogicLayers -> GroupSum(10) (random logits, 'random'
 connections, seeded), its circuit as extracted (``raw``: the headline, so both engines get the very same
-gates) and after ``diffgates.circuit.passes.simplify`` (``simplified``). Input: random {0, 1} bool
+gates) and after ``diffgates.ir.simplify`` (``simplified``). Input: random {0, 1} bool
 images. Both engines take the same (N, 784) bool array and return int32 counts, packing included; one
 extra row times the diffgates engine on pre-packed words (``engine.run_packed``), without packing.
 
@@ -14,7 +14,7 @@ median images/s (wall clock, and on one thread also from the thread's CPU time),
 rounds of the ratio to the naive engine, and the build time from a cold cache (code generation + C
 compiler; a fresh ``DIFFGATES_CACHE`` is used).
 
-The naive engine (``diffgates.engines.naive``: the original package's design, gcc -O1, one function)
+The naive engine (``diffgates.backends.c.naive``: the original package's design, gcc -O1, one function)
 needs minutes to build at width 8000 and far longer at 64000: it is built for widths up to 8000 only,
 unless ``--naive-big`` is given; ``--skip-naive`` skips it everywhere. Skips are shown in the table.
 
@@ -82,13 +82,12 @@ class Run:
 
 
 def bench_width(width: int, args, x: np.ndarray, rows: list, all_threads: int) -> None:
-    from diffgates.circuit import group_counts
-    from diffgates.circuit.extract import to_circuit
-    from diffgates.circuit.passes import simplify
-    from diffgates.engines.c import AUTO_TABLE_MIN_STEPS
-    from diffgates.engines.c import compile as compile_fast
-    from diffgates.engines.c_program import count_steps
-    from diffgates.engines.naive import compile_naive
+    from diffgates.backends.c.engine import AUTO_TABLE_MIN_STEPS
+    from diffgates.backends.c.engine import compile_circuit as compile_fast
+    from diffgates.backends.c.naive import compile_naive
+    from diffgates.backends.c.program import count_steps
+    from diffgates.frontend import to_circuit
+    from diffgates.ir import group_counts, simplify
 
     net = f"784-{width}x{args.depth}-10"
     start = time.perf_counter()
@@ -203,7 +202,7 @@ def main() -> None:
 
     print_header("diffgates inference: compiled CPU engine vs naive one-statement-per-gate engine")
     print(f"compiler: {compiler_version()}")
-    from diffgates.engines.c import best_isa
+    from diffgates.backends.c.engine import best_isa
     print(f"engine word type: {best_isa().name}; build cache: {os.environ.get('DIFFGATES_CACHE', 'default')}\n")
     all_threads = os.cpu_count() or 1
     x = np.random.default_rng(args.seed + 1).integers(0, 2, size=(args.batch, IN_DIM)).astype(bool)

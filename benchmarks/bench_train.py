@@ -1,4 +1,4 @@
-"""Training-step benchmark: fused CPU kernel vs the reference 16-op mixture (issue 2's Done-when).
+"""Training-step benchmark: fused CPU kernel vs the reference 16-op mixture.
 
 Model: 784 -> width x depth LogicLayers -> GroupSum(10) (tau 10 for width 8000 as in the published
 MNIST 20x20 run, 30 otherwise), batch 100, float32, Adam(lr=0.01). A step is forward + cross-entropy

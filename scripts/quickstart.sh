@@ -16,7 +16,7 @@ if [ -d ../shared/data/mnist ]; then data_args=(--data-dir ../shared/data); fi
 
 resume=()
 if [ -f "$OUT/checkpoint.json" ]; then resume=(--resume); fi
-# Issue 3's reference configuration: 4 layers of 2000 gates, tau 10, 3000 steps of batch 100.
+# The reference configuration: 4 layers of 2000 gates, tau 10, 3000 steps of batch 100.
 "$PY" -m diffgates train --dataset mnist -k 2000 -l 4 -t 10 -bs 100 -ni 3000 -ef 1000 --seed 0 \
     --out "$OUT" --no-progress "${data_args[@]}" "${resume[@]}"
 "$PY" -c "import json,sys; r=json.load(open(sys.argv[1])); print(f'discrete test accuracy: {100*r[\"test_acc_eval_mode\"]:.2f}%')" "$OUT/results.json"

@@ -9,6 +9,8 @@ Import from any test module (pytest puts ``tests/`` on ``sys.path``)::
   neurons; ``gate_weights`` skews the gate mix (e.g. towards constants and pass-throughs).
 * ``random_circuit(n_inputs, n_gates, n_outputs, k, seed)``: a Circuit with arbitrary topology (long
   and short edges, self pairs, constant / pass-through / NOT gates, outputs on inputs and repeated).
+* ``random_cell_circuit(...)``: the same with a share of threshold cells (popcount rows with negated
+  and repeated literals, rows shared by several cells, thresholds below 1 and above the row length).
 * ``random_bits(n, d, seed)`` / ``all_bits(d)``: (n, d) uint8 {0, 1} inputs, random or exhaustive.
 * ``model_counts(model, x)``: the eval model's output times tau as exact int32 counts.
 
@@ -23,7 +25,7 @@ import numpy as np
 import torch
 
 from diffgates import gates
-from diffgates.circuit import Circuit
+from diffgates.ir import Circuit
 from diffgates.nn import GroupSum, LogicLayer
 
 # Gates the simplification passes act on: constants, pass-throughs and NOTs.
@@ -125,6 +127,31 @@ def random_circuit(n_inputs: int, n_gates: int, n_outputs: int, k: int = 1, seed
     outputs = np.clip(outputs, 0, n_inputs + n_gates - 1)
     return Circuit(n_inputs=n_inputs, ops=ops, a=src[0], b=src[1], outputs=outputs, num_classes=k, tau=tau,
                    meta={"source": "random_circuit", "seed": seed})
+
+
+def random_cell_circuit(n_inputs: int, n_gates: int, n_outputs: int, k: int = 1, seed: int = 0,
+                        cells: float = 0.25, tau: float = 1.0) -> Circuit:
+    """``random_circuit`` with about ``cells`` of its cells turned into threshold cells (see the docstring)."""
+    base = random_circuit(n_inputs, n_gates, n_outputs, k=k, seed=seed, tau=tau)
+    rng = np.random.default_rng(seed + 7919)
+    ops, a, b = base.ops.copy(), base.a.copy(), base.b.copy()
+    ptr, lits = [0], []
+    for i in range(n_gates):  # a test fixture: per-cell Python is fine here
+        if rng.random() >= cells:
+            continue
+        ops[i] = gates.NUM_GATES  # THRESHOLD
+        if len(ptr) > 1 and rng.random() < 0.3:  # share the previous row: it only reads earlier nodes
+            a[i], b[i] = len(ptr) - 2, rng.integers(0, 4)
+            continue
+        nodes = rng.integers(0, n_inputs + i, size=rng.integers(0, 9))
+        row = 2 * nodes + rng.integers(0, 2, size=nodes.size)
+        if row.size > 2:
+            row[-1] = row[0]  # a repeated literal counts twice
+        lits += row.tolist()
+        ptr.append(len(lits))
+        a[i], b[i] = len(ptr) - 2, rng.integers(-1, row.size + 2)
+    return Circuit(n_inputs=n_inputs, ops=ops, a=a, b=b, outputs=base.outputs, num_classes=k, tau=tau,
+                   popcount_ptr=ptr, popcount_lits=lits, meta={"source": "random_cell_circuit", "seed": seed})
 
 
 def random_bits(n: int, d: int, seed: int = 0) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Smoke test of ``benchmarks/bench_gpu.py``: its ``--dry-run-cpu`` mode runs every code path (the
 reference check, the training-parameter sweep, the bit-exactness checks, both tables) at tiny sizes under
-Triton's interpreter, so the script a GPU session depends on cannot rot unseen. Timings are not checked.
+Triton's interpreter, so the script a GPU run depends on cannot rot unseen. Timings are not checked.
 """
 from __future__ import annotations
 

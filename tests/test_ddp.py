@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from diffgates.cli import main as cli_main
-from diffgates.train import checkpoint
+from diffgates.modelfiles import load_model
 
 from test_train import TINY, _env, driver, fake  # noqa: F401  (fixtures shared with the trainer tests)
 
@@ -44,7 +44,7 @@ def test_two_process_run_matches_one_process_run(tmp_path, driver, fake):  # noq
     single = json.loads((single_out / "results.json").read_text())
     for a, b in zip(results["evaluations"], single["evaluations"]):
         assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-4)
-    ddp_model, single_model = checkpoint.load_model(ddp_out), checkpoint.load_model(single_out)
+    ddp_model, single_model = load_model(ddp_out), load_model(single_out)
     for (name, a), b in zip(ddp_model.state_dict().items(), single_model.state_dict().values()):
         if a.is_floating_point():
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4, msg=name)

@@ -9,7 +9,7 @@ Run: PYTHONPATH=src pytest tests/test_train.py
 """
 from __future__ import annotations
 
-import importlib.util
+import dataclasses
 import json
 import os
 import signal
@@ -21,8 +21,10 @@ from pathlib import Path
 import pytest
 import torch
 
+import fake_data
 from diffgates.cli import main as cli_main
-from diffgates.train import PRESETS, TrainConfig, checkpoint, resolve_preset
+from diffgates.modelfiles import load_model
+from diffgates.train import PRESETS, TrainConfig, resolve_preset
 from diffgates.train import trainer as trainer_mod
 from diffgates.train.config import config_differences
 from diffgates.train.trainer import DataOrder
@@ -30,52 +32,13 @@ from diffgates.train.trainer import DataOrder
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 
-# A synthetic 4-class dataset with the diffgates.data.Dataset API, and a CLI entry point using it.
-DRIVER = r'''
+# The synthetic dataset (tests/fake_data.py) and a CLI entry point that trains on it.
+DRIVER = f"""
 import sys
-from dataclasses import dataclass, field
-
-import torch
-
-
-@dataclass
-class FakeDataset:
-    x_train: torch.Tensor
-    y_train: torch.Tensor
-    x_val: torch.Tensor
-    y_val: torch.Tensor
-    x_test: torch.Tensor
-    y_test: torch.Tensor
-    n_inputs: int = 24
-    n_classes: int = 4
-    class_names: list = field(default_factory=lambda: ["c0", "c1", "c2", "c3"])
-    input_shape: tuple = (24,)
-    input_layout: dict = field(default_factory=lambda: {"kind": "synthetic", "bits": [f"x{i}>127" for i in range(24)]})
-
-    def encode(self, x, binary=False):
-        x = x.float() / 255  # grey levels for training, exact bits (> 0.5) for the discrete net
-        return (x > 0.5).float() if binary else x
-
-
-def make_fake(n=701, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 256, (n, 24), generator=g, dtype=torch.uint8)
-    b = x > 127
-    y = ((b[:, 0] & b[:, 1]) | b[:, 2]).long() * 2 + (b[:, 3] ^ b[:, 4]).long()
-    a, c = 500, 561  # odd split sizes: exercise uneven evaluation shards
-    return FakeDataset(x[:a], y[:a], x[a:c], y[a:c], x[c:], y[c:])
-
-
-def install():
-    from diffgates.train import trainer
-    trainer.load_dataset_fn = lambda name, data_dir, val_fraction, split_seed, download: make_fake()
-
-
-if __name__ == "__main__":
-    install()
-    from diffgates.cli import main
-    sys.exit(main(sys.argv[1:]))
-'''
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+import runpy
+runpy.run_path({str(Path(__file__).resolve().parent / "fake_data.py")!r}, run_name="__main__")
+"""
 
 TINY = ["--dataset", "fake", "-k", "32", "-l", "3", "-t", "4", "-bs", "20", "--threads", "1", "--no-progress"]
 
@@ -88,12 +51,8 @@ def driver(tmp_path_factory) -> Path:
 
 
 @pytest.fixture()
-def fake(driver, monkeypatch):
-    spec = importlib.util.spec_from_file_location("fake_driver", driver)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setattr(trainer_mod, "load_dataset_fn", lambda name, *args: module.make_fake())
-    return module
+def fake(fake_dataset):
+    return fake_data
 
 
 def _env() -> dict:
@@ -147,7 +106,7 @@ def test_flags_override_presets_and_bad_values_are_named():
         resolve_preset("nope")
     with pytest.raises(ValueError, match="unknown TrainConfig keys \\['colour'\\]"):
         TrainConfig.from_dict({"colour": 1})
-    for changes, match in (({"batch_size": 0}, "batch_size"), ({"architecture": "cnn"}, "architecture='cnn'"),
+    for changes, match in (({"batch_size": 0}, "batch_size"), ({"architecture": "cnn"}, "architecture 'cnn' is not known"),
                            ({"num_neurons": None}, "model size is not set"), ({"tau": -1.0}, "tau"),
                            ({"val_fraction": 1.0}, "val_fraction"), ({"connections": "full"}, "connections"),
                            ({"dataset": None}, "no dataset")):
@@ -213,8 +172,8 @@ def test_learning_curves_png(tmp_path):
 
 def test_without_a_validation_split_the_last_model_is_reported(tmp_path, fake, monkeypatch, capsys):
     d = fake.make_fake()
-    no_val = fake.FakeDataset(torch.cat([d.x_train, d.x_val]), torch.cat([d.y_train, d.y_val]),
-                              d.x_val[:0], d.y_val[:0], d.x_test, d.y_test)
+    no_val = dataclasses.replace(d, x_train=torch.cat([d.x_train, d.x_val]), y_train=torch.cat([d.y_train, d.y_val]),
+                                 x_val=d.x_val[:0], y_val=d.y_val[:0])
     monkeypatch.setattr(trainer_mod, "load_dataset_fn", lambda name, *args: no_val)
     assert cli_main(["train", *TINY, "-ni", "40", "-ef", "20", "--out", str(tmp_path / "r")]) == 0
     results = json.loads((tmp_path / "r" / "results.json").read_text())
@@ -249,14 +208,14 @@ def test_train_writes_results_models_and_checkpoint(tmp_path, fake, capsys):
     assert last["test_acc_eval_mode"] > 0.4
     assert last["train_acc_train_mode"] > results["evaluations"][0]["train_acc_train_mode"]
 
-    model = checkpoint.load_model(out)
+    model = load_model(out)
     assert not model.training and model.diffgates_input_layout["kind"] == "synthetic"
     assert model.diffgates_config["num_neurons"] == 32 and model.diffgates_info["step"] == 120
     ds = fake.make_fake()
     with torch.no_grad():
         pred = model(ds.encode(ds.x_test, binary=True)).argmax(-1)
     assert int((pred == ds.y_test).sum()) / len(ds.y_test) == last["test_acc_eval_mode"]
-    best_model = checkpoint.load_model(out / "best.json")
+    best_model = load_model(out / "best.json")
     assert best_model.diffgates_info["step"] == best["step"]
     ckpt = json.loads((out / "checkpoint.json").read_text())
     assert ckpt["step"] == 120 and ckpt["state"]["status"] == "finished"
@@ -326,7 +285,7 @@ def test_mlp_baseline_is_flagged_not_a_logic_net(tmp_path, fake):
     assert results["model"]["is_logic_net"] is False and "not a logic net" in results["model"]["note"]
     last = results["evaluations"][-1]
     assert last["test_acc_eval_mode"] == last["test_acc_train_mode"]
-    model = checkpoint.load_model(out)
+    model = load_model(out)
     assert isinstance(model[1], torch.nn.Linear) and model.diffgates_spec["hidden"] == [16, 16]
 
 
@@ -366,7 +325,7 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_run(tmp_path, driver, f
     assert got["test_acc_eval_mode"] == expected["test_acc_eval_mode"]
     assert got["best"]["step"] == expected["best"]["step"]
     assert got["timings"]["sessions"] == [{"start_step": 0}, {"start_step": killed_at}]
-    ref_model, new_model = checkpoint.load_model(reference), checkpoint.load_model(out)
+    ref_model, new_model = load_model(reference), load_model(out)
     for (name, a), b in zip(ref_model.state_dict().items(), new_model.state_dict().values()):
         assert torch.equal(a, b), name
 
@@ -406,5 +365,5 @@ def test_monk1_preset_runs_on_the_real_files(tmp_path):
     results = json.loads((out / "results.json").read_text())
     assert results["dataset"]["n_inputs"] == 17 and results["dataset"]["n_test"] == 432
     assert 0.3 < results["test_acc_eval_mode"] <= 1
-    model = checkpoint.load_model(out)
+    model = load_model(out)
     assert model.diffgates_input_layout and model.diffgates_config["dataset"] == "monk1"

@@ -12,29 +12,26 @@ then turn the trained model into a circuit and run or export it::
     circuit = diffgates.to_circuit(model)          # one IR for every backend
     engine = diffgates.compile(circuit, threads=2) # compiled C, bit-exact
     diffgates.export_verilog(circuit, "net.v")     # RTL with a documented port contract
+
+Every name here loads on first use: ``import diffgates`` (and ``import diffgates.ir``, the
+numpy-only circuit core) never imports torch or needs a compiler.
 """
 from __future__ import annotations
 
-import importlib
+from ._lazy import lazy_attributes
 
-from . import gates
-from .circuit import Circuit
-from .nn import GroupSum, LogicLayer
+__version__ = "0.2.0"
 
-__version__ = "0.1.0"
-
-# Heavier entry points load on first use, so `import diffgates` stays light and never needs a compiler.
+# name -> module (the attribute of the same name) or (module, attribute); resolved on first access.
 _LAZY = {
-    "to_circuit": ("diffgates.circuit.extract", "to_circuit"),
-    "compile": ("diffgates.engines.c", "compile"),
-    "export_verilog": ("diffgates.export.verilog", "export_verilog"),
+    "gates": ("diffgates.gates", None),
+    "Circuit": "diffgates.ir", "Head": "diffgates.ir", "simplify": "diffgates.ir",
+    "LogicLayer": "diffgates.nn", "GroupSum": "diffgates.nn",
+    "to_circuit": "diffgates.frontend",
+    "as_circuit": "diffgates.deploy", "compile": "diffgates.deploy", "export_c": "diffgates.deploy",
+    "export_verilog": "diffgates.deploy", "export_aiger": "diffgates.deploy", "export_blif": "diffgates.deploy",
+    "load_model": "diffgates.modelfiles", "load_circuit": "diffgates.modelfiles",
 }
 
-__all__ = ["LogicLayer", "GroupSum", "Circuit", "gates", *_LAZY]
-
-
-def __getattr__(name: str):
-    if name in _LAZY:
-        module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'diffgates' has no attribute {name!r}")
+__all__ = list(_LAZY)
+__getattr__, __dir__ = lazy_attributes(__name__, _LAZY)

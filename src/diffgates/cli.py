@@ -26,6 +26,9 @@ COMMANDS = {
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="diffgates", description="Train logic gate networks and ship "
                                      "them as bit-exact circuits.")
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"diffgates {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, module_name in COMMANDS.items():

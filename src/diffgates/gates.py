@@ -75,8 +75,11 @@ COEFFS = np.array([g.coeffs for g in GATES], dtype=np.int8)
 # (16, 4) bool: TRUTH_TABLES[g, 2*a + b] is the gate's output.
 TRUTH_TABLES = np.array([g.truth_table for g in GATES], dtype=bool)
 
-# Named ids for the gates the circuit passes reason about.
-FALSE, AND, A, B, XOR, OR, NOT_B, NOT_A, TRUE = 0, 1, 3, 5, 6, 7, 10, 12, 15
+# Every gate's id by name, for code that builds or rewrites circuits.
+(FALSE, AND, A_AND_NOT_B, A, NOT_A_AND_B, B, XOR, OR, NOR, XNOR, NOT_B, A_OR_NOT_B, NOT_A, NOT_A_OR_B, NAND,
+ TRUE) = range(NUM_GATES)
+assert [FALSE, AND, A_AND_NOT_B, A, NOT_A_AND_B, B, XOR, OR, NOR, XNOR, NOT_B, A_OR_NOT_B, NOT_A, NOT_A_OR_B, NAND,
+        TRUE] == [GATE_BY_NAME[n].id for n in GATE_NAMES]
 CONSTANT_GATES = frozenset({FALSE, TRUE})
 
 

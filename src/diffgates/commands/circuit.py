@@ -1,8 +1,9 @@
 """``diffgates circuit MODEL``: extract a trained model's circuit, simplify it, report and save it.
 
-MODEL is a run directory written by ``diffgates train``, its ``model.safetensors``, or a circuit JSON.
+MODEL is a run directory written by ``diffgates train``, its ``model.safetensors``, or a circuit file.
 Prints a table of gates by type, depth and inputs used, before and after simplification, and writes
-the circuit JSON (``--out``, default ``circuit.json``) that ``diffgates export`` and the engines read.
+the circuit (``--out``, default ``circuit.json``; a ``.safetensors`` name writes the binary container
+that suits large circuits) that ``diffgates export`` and the engines read.
 
     diffgates circuit runs/mnist --out mnist.circuit.json
     diffgates circuit runs/mnist --no-simplify --json
@@ -28,9 +29,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..circuit.ir import CircuitFormatError
-    from ..circuit.load import load_circuit
-    from ..circuit.passes import format_report, simplify, simplify_report
+    from ..ir import CircuitFormatError
+    from ..ir.passes import format_report, simplify, simplify_report
+    from ..modelfiles import load_circuit
 
     source, out = Path(args.model), Path(args.out)
     if out.exists() and source.exists() and out.resolve() == source.resolve():

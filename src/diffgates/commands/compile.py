@@ -46,11 +46,10 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from .. import _native
-    from ..circuit.extract import to_circuit
-    from ..circuit.passes import simplify
-    from ..engines.c import compile as compile_engine
-    from ..train import checkpoint as ckpt_io
-    from ..train.checkpoint import write_json_atomic
+    from ..backends.c.engine import compile_circuit
+    from ..families import get_family
+    from ..ir import simplify
+    from ..modelfiles import ModelFileError, write_json_atomic
     from .evaluate import load_saved_run
 
     if args.threads < 1 or args.repeats < 1:
@@ -59,8 +58,12 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         path, model, cfg, ds = load_saved_run(args.model, args.which, args.data_dir)
-        raw = to_circuit(model, input_layout=model.diffgates_input_layout)
-    except (ValueError, FileNotFoundError, ckpt_io.CheckpointError) as exc:
+        family = get_family(model.diffgates_spec["kind"])
+        raw = family.deploy(model, input_layout=model.diffgates_input_layout)
+        if raw is None:
+            raise ValueError(f"{path} is a {family.name!r} model ({family.description}): it has no circuit to "
+                             f"compile")
+    except (ValueError, FileNotFoundError, ModelFileError) as exc:
         print(f"diffgates compile: error: {exc}", file=sys.stderr)
         return 2
     t0 = time.perf_counter()
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"circuit: {raw.n_gates} gates (depth {raw.depth()}) -> {circuit.n_gates} after simplification "
           f"(depth {circuit.depth()}, {simplify_s:.2f} s)")
     try:
-        engine = compile_engine(circuit, threads=1)
+        engine = compile_circuit(circuit, threads=1)
     except _native.CompilationError as exc:
         print(f"diffgates compile: error: {exc}", file=sys.stderr)
         return 1

@@ -37,14 +37,14 @@ def load_saved_run(model_arg: str, which: str, data_dir: str | None, device: str
 
     Returns:
         ``(path, model, config, dataset)``: the resolved model file, the model in eval mode, its
-        TrainConfig and the reloaded Dataset. Raises ValueError / FileNotFoundError / CheckpointError.
+        TrainConfig and the reloaded Dataset. Raises ValueError / FileNotFoundError / ModelFileError.
     """
-    from ..train import checkpoint as ckpt_io
+    from ..modelfiles import load_model, resolve_model_path
     from ..train import trainer
     from ..train.config import TrainConfig
 
-    path = ckpt_io.resolve_model_path(model_arg, which)
-    model = ckpt_io.load_model(path, device=device, implementation=implementation)
+    path = resolve_model_path(model_arg, which)
+    model = load_model(path, device=device, implementation=implementation)
     cfg = TrainConfig.from_dict(model.diffgates_config or {}, where=f"{path}: config")
     ds = trainer.load_dataset_fn(cfg.dataset, data_dir, cfg.val_fraction, cfg.split_seed, True)
     return path, model, cfg, ds
@@ -55,11 +55,12 @@ def evaluate_saved(model, ds, *, batch_size: int = 2000, device: str = "cpu") ->
 
     Returns:
         ``{"val_acc_eval_mode", "val_acc_train_mode", "test_acc_eval_mode", "test_acc_train_mode",
-        "n_val", "n_test"}``; an MLP's eval-mode accuracy equals its plain (train-mode) accuracy.
+        "n_val", "n_test"}``: eval mode is the model as deployed (its family's rule: a logic net's
+        discrete circuit; a float baseline's plain accuracy), train mode the relaxed network.
     """
-    from ..train.metrics import accuracy_counts
+    from ..families import accuracy_counts, get_family
 
-    logic = (getattr(model, "diffgates_spec", None) or {}).get("kind", "logic") == "logic"
+    family = get_family(model.diffgates_spec["kind"])
     out: dict = {}
     for split, x, y in (("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)):
         out[f"n_{split}"] = len(y)
@@ -69,9 +70,7 @@ def evaluate_saved(model, ds, *, batch_size: int = 2000, device: str = "cpu") ->
         c, n = accuracy_counts(model, x, y, ds.encode, binary=False, train_mode=True, batch_size=batch_size,
                                device=device)
         out[f"{split}_acc_train_mode"] = c / n
-        if logic:
-            c, n = accuracy_counts(model, x, y, ds.encode, binary=True, train_mode=False, batch_size=batch_size,
-                                   device=device)
+        c, n = family.deployed_accuracy(model, x, y, ds.encode, batch_size=batch_size, device=device)
         out[f"{split}_acc_eval_mode"] = c / n
     return out
 
@@ -79,8 +78,8 @@ def evaluate_saved(model, ds, *, batch_size: int = 2000, device: str = "cpu") ->
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..train import checkpoint as ckpt_io
-    from ..train.checkpoint import write_json_atomic
+    from ..families import get_family
+    from ..modelfiles import ModelFileError, write_json_atomic
 
     if args.threads is not None:
         if args.threads < 1:
@@ -94,14 +93,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         path, model, cfg, ds = load_saved_run(args.model, args.which, args.data_dir, args.device, implementation)
         result = evaluate_saved(model, ds, batch_size=args.batch_size, device=args.device)
-    except (ValueError, FileNotFoundError, ckpt_io.CheckpointError) as exc:
+    except (ValueError, FileNotFoundError, ModelFileError) as exc:
         print(f"diffgates eval: error: {exc}", file=sys.stderr)
         return 2
     saved = model.diffgates_info.get("metrics") or {}
     step = model.diffgates_info.get("step")
     kind = model.diffgates_spec["kind"]
-    print(f"model: {path} (step {step}, {'logic net' if kind == 'logic' else 'MLP baseline, not a logic net'}), "
-          f"dataset {cfg.dataset}")
+    print(f"model: {path} (step {step}, {kind}: {get_family(kind).description}), dataset {cfg.dataset}")
     print(f"{'split':<6} {'rows':>7} {'discrete (eval mode)':>22} {'relaxed (train mode)':>22} {'saved discrete':>16}")
     mismatch = []
     for split in ("val", "test"):

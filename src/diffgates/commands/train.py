@@ -36,7 +36,8 @@ _CONFIG_FLAGS = [
     (("--connections",), "connections", str, "'unique' (default, as published) or 'random'"),
     (("--grad-factor",), "grad_factor", float, "gradient multiplier into each logic layer (default 1)"),
     (("-s", "--seed"), "seed", int, "seed of model init and data order (default 0)"),
-    (("-a", "--architecture"), "architecture", str, "'logic' (default; alias 'randomly_connected') or 'mlp'"),
+    (("-a", "--architecture"), "architecture", str,
+     "the model family: 'logic' (default; alias 'randomly_connected'), 'mlp', ... (diffgates.families)"),
     (("--val-fraction", "-vss", "--valid-set-size"), "val_fraction", float,
      "share of the training set held out for validation / best-model selection (default 0.1)"),
     (("--split-seed",), "split_seed", int, "seed of the train/validation split (default 0)"),
@@ -58,6 +59,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         group.add_argument(*flags, dest=dest, type=kind, default=argparse.SUPPRESS, help=help_text)
     group.add_argument("--no-progress", dest="progress", action="store_false", default=argparse.SUPPRESS,
                        help="no progress bar: print a plain status line every 30 s instead")
+    _add_family_options(parser)
     parser.add_argument("--preset", help="start from a named configuration (see --list-presets)")
     parser.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     parser.add_argument("--out", metavar="DIR", help="run directory: results.json, model/best/checkpoint files")
@@ -67,8 +69,32 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         "the user cache, then download)")
 
 
+_OPTION_PREFIX = "model_option:"
+
+
+def _add_family_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per option any registered model family declares (``--NAME``, into ``model_options``)."""
+    from ..families import FAMILIES
+
+    seen: dict[str, str] = {}
+    for family in FAMILIES.values():
+        if not family.options:
+            continue
+        group = parser.add_argument_group(f"options of the {family.name!r} family")
+        for option in family.options:
+            if option.name in seen:  # two families sharing an option name share the flag
+                continue
+            seen[option.name] = family.name
+            group.add_argument(f"--{option.name.replace('_', '-')}", dest=_OPTION_PREFIX + option.name,
+                               type=option.type, choices=option.choices, default=argparse.SUPPRESS,
+                               help=f"{option.help} (default {option.default!r})")
+
+
 def _explicit_values(args: argparse.Namespace) -> dict:
     values = {dest: getattr(args, dest) for _, dest, _, _ in _CONFIG_FLAGS if hasattr(args, dest)}
+    options = {k[len(_OPTION_PREFIX):]: v for k, v in vars(args).items() if k.startswith(_OPTION_PREFIX)}
+    if options:
+        values["model_options"] = options
     if hasattr(args, "progress"):
         values["progress"] = args.progress
     if values.get("architecture") == "randomly_connected":  # the original script's name for the logic net
@@ -89,6 +115,7 @@ def _print_config(cfg, source: str, overridden: dict) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..modelfiles import ModelFileError
     from ..train import checkpoint as ckpt_io
     from ..train.config import TrainConfig
     from ..train.presets import describe_presets, get_preset, resolve_preset
@@ -129,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
                 print("flags overriding the " + ("preset" if args.preset else "saved config") + ": " +
                       ", ".join(f"{k} {json.dumps(v[1])} -> {json.dumps(getattr(cfg, k))}" for k, v in overridden.items()))
         results = train(cfg, args.out, data_dir=args.data_dir, resume=args.resume)
-    except (ValueError, FileExistsError, FileNotFoundError, ConfigMismatchError, ckpt_io.CheckpointError) as exc:
+    except (ValueError, FileExistsError, FileNotFoundError, ConfigMismatchError, ModelFileError) as exc:
         print(f"diffgates train: error: {exc}", file=sys.stderr)
         return 2
     return 130 if results.get("status") == "interrupted" else 0

@@ -1,6 +1,6 @@
 """``diffgates verify-verilog MODEL``: export to Verilog, simulate, and report bit-exactness.
 
-MODEL is a run directory, a model file or a circuit JSON (``diffgates.circuit.load.load_circuit``).
+MODEL is a run directory, a model file or a circuit file (``diffgates.modelfiles.load_circuit``).
 The vectors are random (``--vectors N``, ``--seed``), a dataset's test images in their exact input bits
 (``--dataset NAME``, first N with ``--vectors``), or the rows of ``--dataset-bits FILE`` (a ``.npy``
 array of 0/1 values, loaded without pickle, or a text file with one row of 0/1 characters per line,
@@ -51,7 +51,7 @@ def read_dataset_bits(path: str | Path, n_inputs: int) -> np.ndarray:
     Raises:
         ValueError: the file is not one of those, or its rows are not ``n_inputs`` bits of 0/1.
     """
-    from ..circuit.evaluate import as_input_bits
+    from ..ir import as_input_bits
 
     path = Path(path)
     if not path.is_file():
@@ -81,9 +81,9 @@ def read_dataset_bits(path: str | Path, n_inputs: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..circuit.ir import CircuitFormatError
-    from ..circuit.load import load_circuit
-    from ..export.simulate import SimulationError, SimulatorNotFound, verify_verilog
+    from ..backends.verilog.simulate import SimulationError, SimulatorNotFound, verify_verilog
+    from ..ir import CircuitFormatError
+    from ..modelfiles import load_circuit
 
     try:
         circuit = load_circuit(args.model, simplify=not args.no_simplify)
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             vectors = 1000 if args.vectors is None else args.vectors
         result = verify_verilog(circuit, vectors, pipeline=args.pipeline, simulator=args.simulator,
-                                argmax=not args.no_argmax, module=args.module, seed=args.seed,
+                                argmax=False if args.no_argmax else None, module=args.module, seed=args.seed,
                                 workdir=args.keep, timeout=args.timeout)
     except (ValueError, FileNotFoundError, CircuitFormatError, SimulatorNotFound, SimulationError) as exc:
         print(f"diffgates verify-verilog: error: {exc}", file=sys.stderr)

@@ -8,7 +8,8 @@ Usage::
     bits = ds.encode(ds.x_test, binary=True)             # exact {0, 1} input of the circuit
     ds.input_layout                                       # what input bit i means (JSON-able)
 
-Datasets (``DATASET_NAMES``; '-' and '_' are interchangeable, case is ignored):
+Datasets (``DATASET_NAMES``, a registry: ``register_dataset``; '-' and '_' are interchangeable, case
+is ignored):
 
 =============== ========= ======= ================ ============================================
 name            n_inputs  classes input_shape      binary input bit (flattened index)
@@ -35,25 +36,52 @@ platform-independent permutation seeded with ``split_seed`` (see ``dataset``).
 """
 from __future__ import annotations
 
+import importlib
 import os
 
 from .dataset import Dataset, permutation, split_indices
 from .encoders import Buckets, OneHotEncoder, ThermometerEncoder
 from .errors import ChecksumMismatchError, DataFormatError, DatasetNotFoundError, UnsafePickleError
 
-__all__ = ["load_dataset", "DATASET_NAMES", "Dataset", "DatasetNotFoundError",
+__all__ = ["load_dataset", "register_dataset", "dataset_names", "DATASET_NAMES", "Dataset", "DatasetNotFoundError",
            "ChecksumMismatchError", "DataFormatError", "UnsafePickleError", "canonical_name",
            "permutation", "split_indices", "ThermometerEncoder", "OneHotEncoder", "Buckets"]
 
-DATASET_NAMES: tuple[str, ...] = ("mnist", "mnist20x20", "fashion_mnist", "cifar10_3", "cifar10_31",
-                                  "adult", "breast_cancer", "monk1", "monk2", "monk3")
+# name -> (module, loader function): the loader is called as fn(name, data_dir, download, val_fraction,
+# split_seed) and imported only when its dataset is loaded. Add a dataset: a module with such a loader
+# and one register_dataset line below.
+_LOADERS: dict[str, tuple[str, str]] = {}
+
+
+def register_dataset(name: str, module: str, function: str) -> None:
+    """Make ``load_dataset(name)`` call ``module.function(name, data_dir, download, val_fraction, split_seed)``."""
+    key = str(name).strip().lower().replace("-", "_")
+    if key in _LOADERS:
+        raise ValueError(f"dataset {key!r} is registered already")
+    _LOADERS[key] = (module, function)
+
+
+for _name in ("mnist", "mnist20x20", "fashion_mnist"):
+    register_dataset(_name, "diffgates.data.images", "load_mnist")
+for _name in ("cifar10_3", "cifar10_31"):
+    register_dataset(_name, "diffgates.data.cifar", "load_cifar10")
+for _name in ("adult", "breast_cancer", "monk1", "monk2", "monk3"):
+    register_dataset(_name, "diffgates.data.uci", "load_uci")
+
+
+def dataset_names() -> tuple[str, ...]:
+    """Every registered dataset name, in registration order."""
+    return tuple(_LOADERS)
+
+
+DATASET_NAMES: tuple[str, ...] = dataset_names()
 
 
 def canonical_name(name: str) -> str:
     """``"Fashion-MNIST"`` -> ``"fashion_mnist"``; ValueError listing the valid names otherwise."""
     key = str(name).strip().lower().replace("-", "_")
-    if key not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(DATASET_NAMES)}")
+    if key not in _LOADERS:
+        raise ValueError(f"unknown dataset {name!r}; valid names: {', '.join(_LOADERS)}")
     return key
 
 
@@ -62,7 +90,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     """Load a benchmark dataset (see the module docstring).
 
     Args:
-        name: one of ``DATASET_NAMES`` ('-' for '_' and any case accepted).
+        name: a registered dataset name ('-' for '_' and any case accepted).
         data_dir: first folder searched (then ``$DIFFGATES_DATA``, then the user cache).
         download: fetch missing files from the official URLs (or ``$DIFFGATES_DATA_MIRROR``).
         val_fraction: fraction of the official training set held out for validation, in [0, 1).
@@ -76,11 +104,5 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, download:
     key = canonical_name(name)
     if not (isinstance(val_fraction, (int, float)) and 0.0 <= float(val_fraction) < 1.0):
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction!r}")
-    if key in ("mnist", "mnist20x20", "fashion_mnist"):
-        from .images import load_mnist
-        return load_mnist(key, data_dir, download, val_fraction, split_seed)
-    if key in ("cifar10_3", "cifar10_31"):
-        from .cifar import load_cifar10
-        return load_cifar10(key, data_dir, download, val_fraction, split_seed)
-    from .uci import load_uci
-    return load_uci(key, data_dir, download, val_fraction, split_seed)
+    module, function = _LOADERS[key]
+    return getattr(importlib.import_module(module), function)(key, data_dir, download, val_fraction, split_seed)

@@ -3,13 +3,26 @@
 Implementations:
   ``'reference'`` (alias ``'python'``): ``reference.logic_layer_reference``, the 16-op mixture (the spec).
   ``'cpu'``: fused C/OpenMP kernel over the 4-coefficient form (``kernels/cpu.py``), CPU tensors.
-  ``'gpu'`` (alias ``'cuda'``, ``'triton'``): fused Triton kernel (``kernels/gpu.py``), CUDA tensors.
-``None`` picks the fused kernel for the tensor's device, and falls back to the reference with one
-warning when that kernel cannot run here (no C compiler, no Triton), so importing never fails.
+  ``'gpu'`` (alias ``'cuda'``, ``'triton'``): fused Triton kernels (``kernels/gpu.py``), CUDA tensors;
+      also CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``), for testing without a GPU.
+``None`` picks the fused kernel for the tensor's device (never the interpreter), and falls back to the
+reference with one warning when that kernel cannot run here (no C compiler, no Triton) or not in the
+tensor's dtype (the C kernel computes in float32/float64 only), so importing never fails.
 
-A fused kernel module exposes ``unavailable_reason() -> str | None`` and
-``logic_layer(x, coeffs, connections) -> Tensor`` (differentiable in x and coeffs), and optionally
-its own ``gate_coefficients(weights, training)`` (same contract as ``reference.gate_coefficients``).
+The fused kernels are torch custom ops defined once in ``kernels/ops.py`` (``diffgates::logic_layer``,
+``diffgates::gate_coefficients`` and their backward ops), with a CPU and a CUDA implementation each.
+A fused kernel module exposes ``unavailable_reason() -> str | None``, ``FLOAT_DTYPES`` and
+``logic_layer(x, coeffs, connections, coeff_index=None) -> Tensor`` (differentiable in x and coeffs).
+
+``coeff_index`` (optional, (out,) int64): neuron j uses row ``coeff_index[j]`` of the (rows, 16) logits,
+so many neurons (a convolution's positions) share one gate's parameters; the shared rows' gradients
+are the sums over their neurons. Every implementation supports it.
+
+Example::
+
+    from diffgates import kernels
+    y = kernels.logic_layer(x, weights, connections, training=True)                # fused, automatic
+    y = kernels.logic_layer(x, weights[:16], connections, True, coeff_index=idx)  # 16 shared gates
 """
 from __future__ import annotations
 
@@ -18,7 +31,12 @@ import warnings
 
 import torch
 
+from .._triton import interpreting
+from .arguments import check_logic_layer_args, check_ranges
 from .reference import gate_coefficients, logic_layer_reference
+
+__all__ = ["IMPLEMENTATIONS", "canonical_implementation", "gate_coefficients", "logic_layer", "resolve",
+           "unavailable_reason"]
 
 IMPLEMENTATIONS = ("reference", "cpu", "gpu")
 _ALIASES = {"python": "reference", "cuda": "gpu", "triton": "gpu"}
@@ -51,37 +69,81 @@ def unavailable_reason(name: str) -> str | None:
         return f"{type(exc).__name__}: {exc}"
 
 
-def resolve(implementation: str | None, device: torch.device) -> str:
-    """The implementation that will run for a tensor on ``device``."""
+def _fall_back(key: str, message: str) -> str:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(f"diffgates: {message}; using the slower reference implementation", RuntimeWarning,
+                      stacklevel=4)
+    return "reference"
+
+
+def resolve(implementation: str | None, device: torch.device, dtype: torch.dtype | None = None) -> str:
+    """The implementation that will run for a tensor on ``device`` (of ``dtype``, when given).
+
+    An explicit choice runs or raises; ``None`` falls back to the reference (one warning per cause).
+    ``'gpu'`` on CPU tensors is Triton's interpreter and needs ``TRITON_INTERPRET=1``.
+    """
     requested = canonical_implementation(implementation)
     wanted = requested or ("gpu" if device.type == "cuda" else "cpu" if device.type == "cpu" else "reference")
     if wanted == "reference":
         return "reference"
     expected_device = "cuda" if wanted == "gpu" else "cpu"
-    if device.type != expected_device:
+    interpreted = wanted == "gpu" and device.type == "cpu" and interpreting()  # only ever asked for explicitly
+    if device.type != expected_device and not interpreted:
         if requested is not None:
+            hint = (" (or set TRITON_INTERPRET=1 to run the Triton kernels on CPU tensors under Triton's "
+                    "interpreter, for testing)" if wanted == "gpu" and device.type == "cpu" else "")
             raise ValueError(f"implementation={implementation!r} runs on {expected_device} tensors, "
-                             f"but the input is on {device}")
+                             f"but the input is on {device}{hint}")
         return "reference"
     reason = unavailable_reason(wanted)
-    if reason is None:
-        return wanted
-    if requested is not None:
-        raise RuntimeError(f"implementation={implementation!r} is not available here: {reason}")
-    if wanted not in _warned:
-        _warned.add(wanted)
-        warnings.warn(f"diffgates: the fused {wanted} kernel is not available ({reason}); "
-                      f"using the slower reference implementation", RuntimeWarning, stacklevel=3)
-    return "reference"
+    if reason is not None:
+        if requested is not None:
+            raise RuntimeError(f"implementation={implementation!r} is not available here: {reason}")
+        return _fall_back(wanted, f"the fused {wanted} kernel is not available ({reason})")
+    if requested is None and dtype is not None and dtype not in _fused_module(wanted).FLOAT_DTYPES:
+        # An explicit choice lets the kernel reject the dtype itself, with its own message.
+        supported = " or ".join(str(t).removeprefix("torch.") for t in _fused_module(wanted).FLOAT_DTYPES)
+        return _fall_back(f"{wanted}:{dtype}", f"the fused {wanted} kernel computes in {supported} only, "
+                                               f"not {str(dtype).removeprefix('torch.')}")
+    return wanted
+
+
+def _coefficients(name: str, weights: torch.Tensor, training: bool) -> torch.Tensor:
+    """(out, 4) coefficients for the fused implementation ``name`` (its fused softmax when it has one)."""
+    if name == "gpu":
+        return _fused_module("gpu").gate_coefficients(weights, training)
+    if training:
+        from . import ops  # the op's CPU implementation is plain torch with a one-op backward
+        return ops.gate_coefficients(weights)
+    return gate_coefficients(weights, training)
 
 
 def logic_layer(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tensor, training: bool,
-                implementation: str | None = None) -> torch.Tensor:
-    """LogicLayer forward on (N, in) inputs with (out, 16) logits and (2, out) connections."""
-    name = resolve(implementation, x.device)
+                implementation: str | None = None, coeff_index: torch.Tensor | None = None) -> torch.Tensor:
+    """LogicLayer forward on (N, in) inputs with (out, 16) logits and (2, out) connections.
+
+    Args:
+        x: (N, in) probabilities.
+        weights: (out, 16) gate logits; (rows, 16) with ``coeff_index``.
+        connections: (2, out) int64 input indices.
+        training: softmax mixture (True) or the argmax gate (False).
+        implementation: see the module docstring (None: automatic).
+        coeff_index: optional (out,) int64 row of ``weights`` per neuron (shared gates).
+
+    Returns:
+        (N, out) outputs, differentiable in x and weights.
+
+    Raises:
+        ValueError: bad shapes, dtypes or indices (the message names the value), or an implementation
+            that does not run on x's device.
+    """
+    name = resolve(implementation, x.device, x.dtype)
     if name == "reference":
-        return logic_layer_reference(x, weights, connections, training)
-    module = _fused_module(name)
-    # A kernel module may fuse softmax -> coefficients itself (fewer launches, CUDA-graph friendly).
-    coeffs = getattr(module, "gate_coefficients", gate_coefficients)(weights.to(x.dtype), training)
-    return module.logic_layer(x, coeffs, connections)
+        if coeff_index is not None:  # the kernels check their own arguments; indexing alone would not say which
+            check_logic_layer_args("logic_layer (reference)", x, weights, connections, coeff_index,
+                                   float_dtypes=None, index_dtypes=(torch.int64, torch.int32), width=16)
+            check_ranges(x, weights, connections, coeff_index)
+        return logic_layer_reference(x, weights, connections, training, coeff_index)
+    coeffs = _coefficients(name, weights.to(x.dtype), training)
+    return _fused_module(name).logic_layer(x, coeffs, connections, coeff_index)

@@ -1,11 +1,16 @@
-"""Fused CPU kernel for LogicLayer: C11/OpenMP source (``cpu_kernel.c``) exposed as torch custom ops.
+"""Fused CPU kernel for LogicLayer: C11/OpenMP source (``cpu_kernel.c``), the CPU implementation of the ops.
 
-``logic_layer(x, coeffs, connections)`` computes ``c0 + c1 a + c2 b + c3 ab`` per neuron, with
-``a = x[:, connections[0]]``, ``b = x[:, connections[1]]`` - the same numbers as
+``logic_layer(x, coeffs, connections, coeff_index=None)`` computes ``c0 + c1 a + c2 b + c3 ab`` per
+neuron, with ``a = x[:, connections[0]]``, ``b = x[:, connections[1]]`` and the neuron's coefficient
+row (``coeffs[coeff_index[j]]`` when given) - the same numbers as
 ``reference.logic_layer_coefficients_reference`` - in one pass over memory, differentiable in ``x`` and
-``coeffs``. It is registered as ``torch.ops.diffgates.logic_layer_cpu`` (with a fake/meta function and
-autograd whose backward is the second op ``torch.ops.diffgates.logic_layer_cpu_backward``), so it also
-works under ``torch.compile`` and ``torch.library.opcheck``.
+``coeffs``. It calls the op ``torch.ops.diffgates.logic_layer`` (``kernels/ops.py``: schema, fake
+function, autograd), whose CPU implementation is ``forward`` here and whose backward op's is
+``backward``; so it also works under ``torch.compile`` and ``torch.library.opcheck``.
+``coefficients_forward``/``coefficients_backward`` are the CPU implementation of
+``diffgates::gate_coefficients``: softmax over the 16 logits -> 4 coefficients in one pass (measured
+35 + 50 us forward + backward for 8000 neurons, float32, 2 threads, vs 150 us for the reference's
+softmax and matmul through autograd).
 
 Layout: the kernel keeps activations feature-major (see ``cpu_kernel.c`` for the measurements), so the
 (N, out) output is returned as the transpose of an (out, N) buffer: ``y.stride() == (1, N)``. Stacked
@@ -31,15 +36,13 @@ from pathlib import Path
 
 import torch
 
-from .. import _native
-from .arguments import check_logic_layer_args
-
-if not hasattr(torch.library, "register_autograd"):  # the dispatcher turns this into "unavailable", not a crash
-    raise ImportError(f"the fused CPU kernel needs torch >= 2.4 (torch.library.register_autograd), "
-                      f"found {torch.__version__}")
+from .. import _native, gates
+from . import ops
+from .arguments import check_logic_layer_args, index_error
 
 _SOURCE = Path(__file__).with_name("cpu_kernel.c")
 _SUFFIX = {torch.float32: "f32", torch.float64: "f64"}
+FLOAT_DTYPES = tuple(_SUFFIX)  # what the C kernel computes in
 
 _ptr = ctypes.c_void_p
 _i64 = ctypes.c_int64
@@ -73,17 +76,25 @@ def _library() -> ctypes.CDLL:
                                                             _build_flags()))
     lib.dg_check_connections.argtypes = [_ptr, _i64, _i64]
     lib.dg_check_connections.restype = _i64
+    lib.dg_check_index.argtypes = [_ptr, _i64, _i64]
+    lib.dg_check_index.restype = _i64
     lib.dg_has_openmp.restype = ctypes.c_int
     for suffix in _SUFFIX.values():
         fwd = getattr(lib, f"dg_forward_{suffix}")
-        fwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, ctypes.c_int]
+        fwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, ctypes.c_int]
         fwd.restype = ctypes.c_int
         bwd = getattr(lib, f"dg_backward_{suffix}")
-        bwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, ctypes.c_int]
+        bwd.argtypes = [_ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _ptr, _i64, _i64, _i64, _i64, ctypes.c_int]
         bwd.restype = ctypes.c_int
         tr = getattr(lib, f"dg_transpose_{suffix}")
         tr.argtypes = [_ptr, _ptr, _i64, _i64, ctypes.c_int]
         tr.restype = ctypes.c_int
+        cf = getattr(lib, f"dg_coefficients_forward_{suffix}")
+        cf.argtypes = [_ptr, _ptr, _ptr, _i64, ctypes.c_int]
+        cf.restype = ctypes.c_int
+        cb = getattr(lib, f"dg_coefficients_backward_{suffix}")
+        cb.argtypes = [_ptr, _ptr, _ptr, _ptr, _i64, ctypes.c_int]
+        cb.restype = ctypes.c_int
     return lib
 
 
@@ -130,102 +141,125 @@ def _feature_major(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _check(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor) -> None:
+def _check(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor,
+           coeff_index: torch.Tensor | None) -> None:
     """Validate shapes, dtypes, devices and index ranges; the C code trusts all of them."""
-    for name, t in (("x", x), ("coeffs", coeffs), ("connections", connections)):
-        if t.device.type != "cpu":
-            raise ValueError(f"logic_layer_cpu needs CPU tensors, got {name} on {t.device}")
-    check_logic_layer_args("logic_layer_cpu", x, coeffs, connections, float_dtypes=tuple(_SUFFIX))
+    for name, t in (("x", x), ("coeffs", coeffs), ("connections", connections), ("coeff_index", coeff_index)):
+        if t is not None and t.device.type != "cpu":
+            raise ValueError(f"the fused CPU kernel needs CPU tensors, got {name} on {t.device}")
+    check_logic_layer_args("the fused CPU kernel", x, coeffs, connections, coeff_index, float_dtypes=FLOAT_DTYPES)
     out = connections.shape[1]
+    lib = _library()
     conn = connections.contiguous()
-    bad = _library().dg_check_connections(conn.data_ptr(), out, x.shape[1])
+    bad = lib.dg_check_connections(conn.data_ptr(), out, x.shape[1])
     if bad >= 0:
-        row, col = divmod(int(bad), out)
-        raise ValueError(f"connections[{row}, {col}] = {int(conn.view(-1)[bad])} is outside [0, {x.shape[1] - 1}] "
-                         f"for x with {x.shape[1]} features")
+        raise index_error("connections", divmod(int(bad), out), int(conn.view(-1)[bad]), x.shape[1],
+                          f"x with {x.shape[1]} features")
+    if coeff_index is not None:
+        index = coeff_index.contiguous()
+        bad = lib.dg_check_index(index.data_ptr(), out, coeffs.shape[0])
+        if bad >= 0:
+            raise index_error("coeff_index", (int(bad),), int(index[bad]), coeffs.shape[0],
+                              f"coeffs with {coeffs.shape[0]} rows")
 
 
-# The ops are declared with torch.library.define/impl rather than the torch.library.custom_op
-# decorator: same schema, fake and autograd registrations, but custom_op wraps the kernel in a lazy
-# torch._dynamo import on first call, measured at +150 MB RSS and seconds of start-up in processes
-# that would not load it otherwise (inference, circuit extraction; torch.optim loads it anyway).
-torch.library.define("diffgates::logic_layer_cpu", "(Tensor x, Tensor coeffs, Tensor connections) -> Tensor")
-torch.library.define("diffgates::logic_layer_cpu_backward",
-                     "(Tensor grad, Tensor x, Tensor coeffs, Tensor connections, bool need_x, bool need_coeffs) "
-                     "-> (Tensor, Tensor)")
+def _pointer(t: torch.Tensor | None):
+    return None if t is None else t.data_ptr()
 
 
-@torch.library.impl("diffgates::logic_layer_cpu", "cpu")
-def _forward_op(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor) -> torch.Tensor:
-    _check(x, coeffs, connections)
+def forward(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor,
+            coeff_index: torch.Tensor | None) -> torch.Tensor:
+    """The C implementation of ``diffgates::logic_layer``: (N, out) output, feature-major."""
+    _check(x, coeffs, connections, coeff_index)
     n, in_dim = x.shape
     out = connections.shape[1]
     y = x.new_empty((out, n))
     if n and out:
         xf, c, conn = _feature_major(x), coeffs.contiguous(), connections.contiguous()
+        index = None if coeff_index is None else coeff_index.contiguous()
         getattr(_library(), f"dg_forward_{_SUFFIX[x.dtype]}")(
-            xf.data_ptr(), c.data_ptr(), conn.data_ptr(), y.data_ptr(), n, in_dim, out, _threads(n * out))
+            xf.data_ptr(), c.data_ptr(), conn.data_ptr(), _pointer(index), y.data_ptr(), n, in_dim, out,
+            _threads(n * out))
     return y.t()
 
 
-@torch.library.register_fake("diffgates::logic_layer_cpu")
-def _forward_fake(x, coeffs, connections):
-    return x.new_empty((connections.shape[1], x.shape[0])).t()
-
-
-@torch.library.impl("diffgates::logic_layer_cpu_backward", "cpu")
-def _backward_op(grad: torch.Tensor, x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor,
-                 need_x: bool, need_coeffs: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    _check(x, coeffs, connections)
+def backward(grad: torch.Tensor, x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor,
+             coeff_index: torch.Tensor | None, need_x: bool, need_coeffs: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The C implementation of ``diffgates::logic_layer_backward``: (grad_x feature-major, grad_coeffs),
+    an empty tensor for a gradient not requested."""
+    _check(x, coeffs, connections, coeff_index)
     n, in_dim = x.shape
-    out = connections.shape[1]
+    out, rows = connections.shape[1], coeffs.shape[0]
     if tuple(grad.shape) != (n, out) or grad.dtype != x.dtype:
         raise ValueError(f"grad must be ({n}, {out}) {x.dtype}, got {tuple(grad.shape)} {grad.dtype}")
-    gx = x.new_empty((in_dim, n)) if need_x else x.new_empty((0, n))
-    gc = coeffs.new_empty((out, 4)) if need_coeffs else coeffs.new_empty((0, 4))
+    gx = x.new_empty((in_dim, n)) if need_x else x.new_empty(0)
+    gc = coeffs.new_empty((rows, 4)) if need_coeffs else coeffs.new_empty(0)
     if (need_x or need_coeffs) and not (n and out):  # empty batch or layer: zero gradients
         gx.zero_(), gc.zero_()
     elif need_x or need_coeffs:
         threads = _threads(n * out)
-        partial = x.new_empty((threads - 1) * out * 4 if need_coeffs else 0)
+        partial = x.new_empty((threads - 1) * rows * 4 if need_coeffs else 0)
         g, xf, c, conn = _feature_major(grad), _feature_major(x), coeffs.contiguous(), connections.contiguous()
+        index = None if coeff_index is None else coeff_index.contiguous()
         getattr(_library(), f"dg_backward_{_SUFFIX[x.dtype]}")(
-            g.data_ptr(), xf.data_ptr(), c.data_ptr(), conn.data_ptr(), gx.data_ptr() if need_x else None,
-            gc.data_ptr() if need_coeffs else None, partial.data_ptr() if partial.numel() else None,
-            n, in_dim, out, threads)
-    return gx.t(), gc
+            g.data_ptr(), xf.data_ptr(), c.data_ptr(), conn.data_ptr(), _pointer(index),
+            gx.data_ptr() if need_x else None, gc.data_ptr() if need_coeffs else None,
+            partial.data_ptr() if partial.numel() else None, n, in_dim, out, rows, threads)
+    return (gx.t() if need_x else gx), gc
 
 
-@torch.library.register_fake("diffgates::logic_layer_cpu_backward")
-def _backward_fake(grad, x, coeffs, connections, need_x, need_coeffs):
-    n, in_dim = x.shape
-    out = connections.shape[1]
-    return x.new_empty((in_dim if need_x else 0, n)).t(), coeffs.new_empty((out if need_coeffs else 0, 4))
+@lru_cache(maxsize=None)
+def _coeff_table(dtype: torch.dtype) -> torch.Tensor:
+    """``gates.COEFFS`` transposed, (4, 16): the kernel reads each coefficient's 16 gate values in a row."""
+    return torch.as_tensor(gates.COEFFS.T.copy(), dtype=dtype)
 
 
-def _setup_context(ctx, inputs, output):
-    x, coeffs, connections = inputs
-    ctx.save_for_backward(x, coeffs, connections)  # the forward saves only its inputs: a, b are recomputed
+def _check_weights(weights: torch.Tensor) -> None:
+    if weights.device.type != "cpu":
+        raise ValueError(f"the fused CPU kernel needs CPU tensors, got weights on {weights.device}")
+    if weights.dim() != 2 or weights.shape[1] != 16:
+        raise ValueError(f"weights must have shape (out_dim, 16), got {tuple(weights.shape)}")
+    if weights.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"the fused CPU kernel supports {', '.join(str(t) for t in FLOAT_DTYPES)}; got "
+                         f"weights.dtype={weights.dtype}")
 
 
-def _backward(ctx, grad):
-    x, coeffs, connections = ctx.saved_tensors
-    need_x, need_coeffs = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    gx, gc = torch.ops.diffgates.logic_layer_cpu_backward(grad, x, coeffs, connections, need_x, need_coeffs)
-    return (gx if need_x else None), (gc if need_coeffs else None), None
+def coefficients_forward(weights: torch.Tensor) -> torch.Tensor:
+    """The C implementation of ``diffgates::gate_coefficients``: softmax(weights) @ COEFFS, fused."""
+    _check_weights(weights)
+    w = weights.contiguous()
+    c = w.new_empty((w.shape[0], 4))
+    if w.shape[0]:
+        getattr(_library(), f"dg_coefficients_forward_{_SUFFIX[w.dtype]}")(
+            w.data_ptr(), _coeff_table(w.dtype).data_ptr(), c.data_ptr(), w.shape[0], _threads(w.numel()))
+    return c
 
 
-torch.library.register_autograd("diffgates::logic_layer_cpu", _backward, setup_context=_setup_context)
+def coefficients_backward(weights: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The C implementation of ``diffgates::gate_coefficients_backward`` (the softmax is recomputed)."""
+    _check_weights(weights)
+    if tuple(grad.shape) != (weights.shape[0], 4) or grad.dtype != weights.dtype:
+        raise ValueError(f"grad must be ({weights.shape[0]}, 4) {weights.dtype}, got {tuple(grad.shape)} {grad.dtype}")
+    w, g = weights.contiguous(), grad.contiguous()
+    gw = torch.empty_like(w)
+    if w.shape[0]:
+        getattr(_library(), f"dg_coefficients_backward_{_SUFFIX[w.dtype]}")(
+            w.data_ptr(), _coeff_table(w.dtype).data_ptr(), g.data_ptr(), gw.data_ptr(), w.shape[0],
+            _threads(w.numel()))
+    return gw
 
 
-def logic_layer(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor) -> torch.Tensor:
+def logic_layer(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor,
+                coeff_index: torch.Tensor | None = None) -> torch.Tensor:
     """Fused LogicLayer over the 4-coefficient form, on CPU.
 
     Args:
         x: (N, in_dim) float32 or float64 CPU tensor of probabilities (any strides).
         coeffs: (out_dim, 4) tensor of x's dtype, (c0, c1, c2, c3) per neuron
-            (``reference.gate_coefficients(weights, training)``).
+            (``reference.gate_coefficients(weights, training)``); or (rows, 4) with ``coeff_index``.
         connections: (2, out_dim) int64 input indices in [0, in_dim): row 0 feeds a, row 1 feeds b.
+        coeff_index: optional (out_dim,) int64 rows of coeffs in [0, rows): neuron j uses
+            ``coeffs[coeff_index[j]]``, and a row's gradient sums over the neurons that use it.
 
     Returns:
         (N, out_dim) tensor ``c0 + c1 a + c2 b + c3 ab``, stored feature-major (stride (1, N)),
@@ -234,4 +268,4 @@ def logic_layer(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor
     Raises:
         ValueError: a wrong shape, dtype, device or an index out of range (the message names it).
     """
-    return torch.ops.diffgates.logic_layer_cpu(x, coeffs, connections)
+    return ops.logic_layer(x, coeffs, connections, coeff_index)

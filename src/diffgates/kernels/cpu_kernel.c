@@ -1,13 +1,17 @@
 /* Fused CPU training kernel of LogicLayer (C11 + OpenMP), loaded by diffgates/kernels/cpu.py.
  *
  * Built on first use by diffgates._native.build_shared_library (cached by source hash) and called
- * through ctypes on torch tensors' data pointers; cpu.py registers it as the torch custom ops
- * diffgates::logic_layer_cpu and diffgates::logic_layer_cpu_backward.
+ * through ctypes on torch tensors' data pointers; cpu.py runs it as the CPU implementation of the
+ * torch custom ops diffgates::logic_layer, diffgates::gate_coefficients and their backward ops
+ * (kernels/ops.py). To inspect what the compiler vectorised, build it by hand, e.g.
+ *     gcc -O3 -std=c11 -fopenmp -mavx512f -mfma -shared -fPIC cpu_kernel.c -o k.so -fopt-info-vec
  *
  * Math (BRIEF.md, 4-coefficient form): neuron j reads a = x[ia[j]], b = x[ib[j]] and outputs
- *     y = c0 + c1 a + c2 b + c3 ab        (c = coeffs[j], the softmax-mixed gate relaxations)
+ *     y = c0 + c1 a + c2 b + c3 ab        (c = coeffs[r(j)], the softmax-mixed gate relaxations)
+ * where r(j) = j, or idx[j] when a coefficient index is given (many neurons, e.g. a convolution's
+ * positions, share one row of coefficients).
  * Backward, for incoming gradient g = dL/dy:
- *     dL/da += g (c1 + c3 b),  dL/db += g (c2 + c3 a),  dL/dc += sum over the batch of g (1, a, b, ab).
+ *     dL/da += g (c1 + c3 b),  dL/db += g (c2 + c3 a),  dL/dc[r(j)] += sum over the batch of g (1, a, b, ab).
  * A self pair (ia == ib) gets both input terms, i.e. g (c1 + c2 + 2 c3 a), as autograd would.
  *
  * Memory layout: FEATURE-MAJOR. Activations live as (features, N) blocks, so a neuron's inputs are
@@ -22,14 +26,18 @@
  *   forward  - over neurons: each thread writes whole output rows, nothing shared.
  *   backward - over the batch: each thread owns a slice of columns of every row, so the input-gradient
  *              scatter (many neurons share an input) needs no atomics; each thread sums its slice's
- *              coefficient gradients into its own partial buffer, then the partials are reduced.
+ *              coefficient gradients into its own partial buffer of (rows, 4), then the partials are
+ *              reduced in thread order (deterministic for a given thread count).
+ *   softmax -> coefficients (dg_coefficients_*) - over blocks of 16 neurons, each computed by one
+ *              thread (results do not depend on the thread count).
  * The thread count is an argument (cpu.py passes torch.get_num_threads()). With a single OpenMP
  * runtime in the process (this library resolves libgomp.so.1 to the copy torch already loaded) the
  * threads are torch's own pool.
  *
- * Indices are validated by dg_check_connections before any kernel runs (cpu.py calls it).
+ * Indices are validated by dg_check_connections and dg_check_index before any kernel runs (cpu.py).
  */
 #ifndef DG_T /* ---------------------------------------------------------------- common part ---- */
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +56,13 @@ int64_t dg_check_connections(const int64_t *conn, int64_t out, int64_t in) {
     return -1;
 }
 
+/* Index of the first entry of idx (out values) outside [0, rows), or -1 when all are valid. */
+int64_t dg_check_index(const int64_t *idx, int64_t out, int64_t rows) {
+    for (int64_t j = 0; j < out; j++)
+        if (idx[j] < 0 || idx[j] >= rows) return j;
+    return -1;
+}
+
 /* Whether the library was built with OpenMP (else every call runs on one thread). */
 int dg_has_openmp(void) {
 #ifdef _OPENMP
@@ -58,24 +73,52 @@ int dg_has_openmp(void) {
 }
 
 /* The kernels below are written once over DG_T and instantiated for float and double by including
- * this file into itself: __FILE__ names it (the build compiles it from an absolute path). */
+ * this file into itself: __FILE__ names it (the build compiles it from an absolute path). Per type:
+ * DG_BITS/DG_MANT/DG_BIAS (the IEEE layout dg_exp builds 2^k from), DG_EXP_FLOOR (the smallest
+ * exponent argument whose result is normal), DG_DEGREE (dg_exp's polynomial degree), DG_RINT. */
 #define DG_T float
 #define DG_SUFFIX f32
+#define DG_BITS uint32_t
+#define DG_MANT 23
+#define DG_BIAS 127
+#define DG_EXP_FLOOR (-87.0f)
+#define DG_DEGREE 7 /* must be 7 or 13 (dg_exp) */
+#define DG_RINT rintf
 #include __FILE__
 #undef DG_T
 #undef DG_SUFFIX
+#undef DG_BITS
+#undef DG_MANT
+#undef DG_BIAS
+#undef DG_EXP_FLOOR
+#undef DG_DEGREE
+#undef DG_RINT
 #define DG_T double
 #define DG_SUFFIX f64
+#define DG_BITS uint64_t
+#define DG_MANT 52
+#define DG_BIAS 1023
+#define DG_EXP_FLOOR (-708.0)
+#define DG_DEGREE 13
+#define DG_RINT rint
 #include __FILE__
 #undef DG_T
 #undef DG_SUFFIX
+#undef DG_BITS
+#undef DG_MANT
+#undef DG_BIAS
+#undef DG_EXP_FLOOR
+#undef DG_DEGREE
+#undef DG_RINT
 
 #else /* -------------------------------------------------------- instantiated per DG_T ---- */
 #define DG_FN(name) DG_CAT(name, DG_SUFFIX)
 
-/* y (out, N) from x (in, N); coeffs (out, 4); conn (2, out): row 0 = a indices, row 1 = b. */
+/* y (out, N) from x (in, N); conn (2, out): row 0 = a indices, row 1 = b; coeffs (out, 4), or
+ * (rows, 4) read through idx (out,) when idx is non-NULL. */
 int DG_FN(dg_forward)(const DG_T *restrict x, const DG_T *restrict coeffs, const int64_t *restrict conn,
-                      DG_T *restrict y, int64_t n, int64_t in, int64_t out, int nthreads) {
+                      const int64_t *restrict idx, DG_T *restrict y, int64_t n, int64_t in, int64_t out,
+                      int nthreads) {
     const int64_t *ia = conn, *ib = conn + out;
     (void)in;
     (void)nthreads;
@@ -84,7 +127,8 @@ int DG_FN(dg_forward)(const DG_T *restrict x, const DG_T *restrict coeffs, const
         const DG_T *restrict a = x + ia[j] * n;
         const DG_T *restrict b = x + ib[j] * n;
         DG_T *restrict yj = y + j * n;
-        const DG_T c0 = coeffs[4 * j], c1 = coeffs[4 * j + 1], c2 = coeffs[4 * j + 2], c3 = coeffs[4 * j + 3];
+        const DG_T *cj = coeffs + 4 * (idx ? idx[j] : j);
+        const DG_T c0 = cj[0], c1 = cj[1], c2 = cj[2], c3 = cj[3];
 #pragma omp simd
         for (int64_t i = 0; i < n; i++)
             yj[i] = c0 + c1 * a[i] + (c2 + c3 * a[i]) * b[i]; /* = c0 + c1 a + c2 b + c3 ab, one FMA fewer */
@@ -130,11 +174,13 @@ static inline void DG_FN(dg_self_backward)(DG_T *restrict ga, const DG_T *restri
 }
 
 /* Gradients of dg_forward. g (out, N) and x (in, N) feature-major; writes gx (in, N) when gx is
- * non-NULL and gc (out, 4) when gc is non-NULL. partial: scratch of (nthreads - 1) * out * 4 values
- * (thread 0 accumulates straight into gc). Returns 0. */
+ * non-NULL and gc (rows, 4) when gc is non-NULL, where rows = out without idx. With idx, neuron j's
+ * sums are added to row idx[j]. partial: scratch of (nthreads - 1) * rows * 4 values (thread 0
+ * accumulates straight into gc). Returns 0. */
 int DG_FN(dg_backward)(const DG_T *restrict g, const DG_T *restrict x, const DG_T *restrict coeffs,
-                       const int64_t *restrict conn, DG_T *restrict gx, DG_T *restrict gc,
-                       DG_T *restrict partial, int64_t n, int64_t in, int64_t out, int nthreads) {
+                       const int64_t *restrict conn, const int64_t *restrict idx, DG_T *restrict gx,
+                       DG_T *restrict gc, DG_T *restrict partial, int64_t n, int64_t in, int64_t out,
+                       int64_t rows, int nthreads) {
     const int64_t *ia = conn, *ib = conn + out;
     /* Column slices start on 64-byte boundaries where the batch is large enough, so two threads never
      * write the same cache line of gx; for small batches a balanced split matters more. */
@@ -151,28 +197,34 @@ int DG_FN(dg_backward)(const DG_T *restrict g, const DG_T *restrict x, const DG_
         if (n >= 8 * line * nt) chunk = (chunk + line - 1) / line * line;
         const int64_t i0 = DG_MIN(n, chunk * t), i1 = DG_MIN(n, chunk * (t + 1));
         DG_T sums[4];
-        DG_T *mine = gc ? (t == 0 ? gc : partial + (int64_t)(t - 1) * out * 4) : sums;
-        const int64_t step = gc ? 4 : 0;
+        DG_T *mine = gc ? (t == 0 ? gc : partial + (int64_t)(t - 1) * rows * 4) : NULL;
+        if (mine && idx) memset(mine, 0, (size_t)(rows * 4) * sizeof(DG_T)); /* rows are summed into */
         if (gx && i0 == 0 && i1 == n)
             memset(gx, 0, (size_t)(in * n) * sizeof(DG_T)); /* one thread owns every column */
         else if (gx && i1 > i0)
             for (int64_t r = 0; r < in; r++) memset(gx + r * n + i0, 0, (size_t)(i1 - i0) * sizeof(DG_T));
         for (int64_t j = 0; j < out; j++) {
-            const DG_T c1 = coeffs[4 * j + 1], c2 = coeffs[4 * j + 2], c3 = coeffs[4 * j + 3];
+            const int64_t r = idx ? idx[j] : j;
+            const DG_T c1 = coeffs[4 * r + 1], c2 = coeffs[4 * r + 2], c3 = coeffs[4 * r + 3];
             const int64_t ra = ia[j] * n, rb = ib[j] * n;
+            /* Without idx every row is written once: store straight into it; else sum into the row. */
+            DG_T *s = mine && !idx ? mine + 4 * j : sums;
             if (ra != rb)
                 DG_FN(dg_neuron_backward)(gx ? gx + ra : NULL, gx ? gx + rb : NULL, x + ra, x + rb, g + j * n,
-                                          i0, i1, c1, c2, c3, mine + step * j);
+                                          i0, i1, c1, c2, c3, s);
             else
-                DG_FN(dg_self_backward)(gx ? gx + ra : NULL, x + ra, g + j * n, i0, i1, c1, c2, c3,
-                                        mine + step * j);
+                DG_FN(dg_self_backward)(gx ? gx + ra : NULL, x + ra, g + j * n, i0, i1, c1, c2, c3, s);
+            if (mine && idx) {
+                DG_T *dst = mine + 4 * r;
+                dst[0] += sums[0]; dst[1] += sums[1]; dst[2] += sums[2]; dst[3] += sums[3];
+            }
         }
         if (gc && nt > 1) {
 #pragma omp barrier
 #pragma omp for schedule(static)
-            for (int64_t k = 0; k < out * 4; k++) {
+            for (int64_t k = 0; k < rows * 4; k++) {
                 DG_T s = gc[k];
-                for (int u = 1; u < nt; u++) s += partial[(int64_t)(u - 1) * out * 4 + k];
+                for (int u = 1; u < nt; u++) s += partial[(int64_t)(u - 1) * rows * 4 + k];
                 gc[k] = s;
             }
         }
@@ -195,6 +247,137 @@ int DG_FN(dg_transpose)(const DG_T *restrict src, DG_T *restrict dst, int64_t ro
             for (int64_t c = c0; c < c1; c++)
                 for (int64_t r = r0; r < r1; r++) dst[c * rows + r] = src[r * cols + c];
         }
+    return 0;
+}
+
+/* e^x for x <= 0 (the softmax's max-shifted logits), written so that a simd loop vectorises it
+ * (libm's exp does not vectorise without -ffast-math): x = k ln2 + r with |r| <= ln2/2 (ln2 split in
+ * a high and a low part, so k ln2 is exact enough), e^r by its Taylor polynomial of degree 7 (float)
+ * or 13 (double), whose truncation error is below 0.05 ulp, and 2^k from its exponent bits. Arguments
+ * below DG_EXP_FLOOR (-87 for float, -708 for double) return 0 rather than a denormal, whose
+ * contribution next to the maximum's term 1 would vanish anyway. NaN stays NaN. */
+static inline DG_T DG_FN(dg_exp)(DG_T arg) {
+    const DG_T x = arg < DG_EXP_FLOOR ? (DG_T)DG_EXP_FLOOR : arg; /* keeps 2^k a normal number */
+    /* round(x / ln2) through rint: with a plain cast (truncation) gcc 12 did not vectorise the loop. */
+    const int32_t k = (int32_t)DG_RINT(x * (DG_T)1.44269504088896340736);
+    const DG_T kf = (DG_T)k;
+    const DG_T r = (x - kf * (DG_T)6.93145751953125e-1) - kf * (DG_T)1.42860682030941723212e-6;
+    /* Horner's scheme written out (a loop here was not unrolled before vectorisation). */
+    DG_T p = (DG_T)(1.0 / 5040);
+#if DG_DEGREE == 13
+    p = (DG_T)(1.0 / 6227020800.0);
+    p = p * r + (DG_T)(1.0 / 479001600);
+    p = p * r + (DG_T)(1.0 / 39916800);
+    p = p * r + (DG_T)(1.0 / 3628800);
+    p = p * r + (DG_T)(1.0 / 362880);
+    p = p * r + (DG_T)(1.0 / 40320);
+    p = p * r + (DG_T)(1.0 / 5040);
+#endif
+    p = p * r + (DG_T)(1.0 / 720);
+    p = p * r + (DG_T)(1.0 / 120);
+    p = p * r + (DG_T)(1.0 / 24);
+    p = p * r + (DG_T)(1.0 / 6);
+    p = p * r + (DG_T)0.5;
+    p = p * r + 1;
+    p = p * r + 1;
+    const DG_BITS bits = (DG_BITS)(k + DG_BIAS) << DG_MANT;
+    DG_T scale;
+    memcpy(&scale, &bits, sizeof scale);
+    /* A multiplication, not a select of 0: gcc 12 vectorises the loop only in this form. */
+    const DG_T keep = arg >= DG_EXP_FLOOR ? 1 : 0;
+    return p * scale * keep;
+}
+
+/* The softmax -> coefficients kernels work on blocks of DG_LANES neurons, transposed into local
+ * gate-major tiles (t[g][lane]) so that every loop runs over the block's neurons with unit stride and
+ * vectorises, dg_exp included; one neuron per iteration would leave the 16 logits' max, sum and four
+ * dot products to horizontal reductions (measured 4-5x slower, 8000 neurons, float32, AVX-512). */
+#define DG_LANES 16
+
+/* Load neurons [j0, j0 + nl) of w (out, 16) into t as gate-major softmax probabilities (padding
+ * lanes get logits 0, computed and never stored). */
+static inline void DG_FN(dg_softmax_block)(const DG_T *restrict w, int64_t j0, int64_t nl,
+                                           DG_T t[16][DG_LANES]) {
+    DG_T m[DG_LANES], s[DG_LANES];
+    if (nl == DG_LANES) /* whole blocks (all but the last): no per-element test */
+        for (int64_t l = 0; l < DG_LANES; l++)
+            for (int g = 0; g < 16; g++) t[g][l] = w[16 * (j0 + l) + g];
+    else
+        for (int64_t l = 0; l < DG_LANES; l++)
+            for (int g = 0; g < 16; g++) t[g][l] = l < nl ? w[16 * (j0 + l) + g] : 0;
+#pragma omp simd
+    for (int l = 0; l < DG_LANES; l++) {
+        m[l] = t[0][l];
+        s[l] = 0;
+    }
+    for (int g = 1; g < 16; g++)
+#pragma omp simd
+        for (int l = 0; l < DG_LANES; l++) m[l] = t[g][l] > m[l] ? t[g][l] : m[l];
+    for (int g = 0; g < 16; g++)
+#pragma omp simd
+        for (int l = 0; l < DG_LANES; l++) {
+            t[g][l] = DG_FN(dg_exp)(t[g][l] - m[l]);
+            s[l] += t[g][l];
+        }
+#pragma omp simd
+    for (int l = 0; l < DG_LANES; l++) s[l] = 1 / s[l];
+    for (int g = 0; g < 16; g++)
+#pragma omp simd
+        for (int l = 0; l < DG_LANES; l++) t[g][l] *= s[l];
+}
+
+/* c (out, 4) = softmax(w (out, 16)) @ COEFFS; table is COEFFS transposed, (4, 16). */
+int DG_FN(dg_coefficients_forward)(const DG_T *restrict w, const DG_T *restrict table, DG_T *restrict c,
+                                   int64_t out, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t j0 = 0; j0 < out; j0 += DG_LANES) {
+        const int64_t nl = DG_MIN(DG_LANES, out - j0);
+        DG_T p[16][DG_LANES], acc[4][DG_LANES];
+        DG_FN(dg_softmax_block)(w, j0, nl, p);
+        for (int k = 0; k < 4; k++) {
+#pragma omp simd
+            for (int l = 0; l < DG_LANES; l++) acc[k][l] = 0;
+            for (int g = 0; g < 16; g++) {
+                const DG_T coef = table[16 * k + g];
+#pragma omp simd
+                for (int l = 0; l < DG_LANES; l++) acc[k][l] += p[g][l] * coef;
+            }
+        }
+        for (int64_t l = 0; l < nl; l++)
+            for (int k = 0; k < 4; k++) c[4 * (j0 + l) + k] = acc[k][l];
+    }
+    return 0;
+}
+
+/* gw (out, 16) = gradient of dg_coefficients_forward for gc (out, 4): with p = softmax(w) (recomputed,
+ * cheaper than saving it) and gp = COEFFS @ gc (d loss / d p), gw = p (gp - <p, gp>). */
+int DG_FN(dg_coefficients_backward)(const DG_T *restrict w, const DG_T *restrict table, const DG_T *restrict gc,
+                                    DG_T *restrict gw, int64_t out, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t j0 = 0; j0 < out; j0 += DG_LANES) {
+        const int64_t nl = DG_MIN(DG_LANES, out - j0);
+        DG_T p[16][DG_LANES], gct[4][DG_LANES], gp[16][DG_LANES], dot[DG_LANES];
+        DG_FN(dg_softmax_block)(w, j0, nl, p);
+        for (int64_t l = 0; l < DG_LANES; l++)
+            for (int k = 0; k < 4; k++) gct[k][l] = nl == DG_LANES || l < nl ? gc[4 * (j0 + l) + k] : 0;
+#pragma omp simd
+        for (int l = 0; l < DG_LANES; l++) dot[l] = 0;
+        for (int g = 0; g < 16; g++) {
+            const DG_T t0 = table[g], t1 = table[16 + g], t2 = table[32 + g], t3 = table[48 + g];
+#pragma omp simd
+            for (int l = 0; l < DG_LANES; l++) {
+                gp[g][l] = gct[0][l] * t0 + gct[1][l] * t1 + gct[2][l] * t2 + gct[3][l] * t3;
+                dot[l] += p[g][l] * gp[g][l];
+            }
+        }
+        for (int g = 0; g < 16; g++)
+#pragma omp simd
+            for (int l = 0; l < DG_LANES; l++) gp[g][l] = p[g][l] * (gp[g][l] - dot[l]);
+        for (int64_t l = 0; l < nl; l++)
+            for (int g = 0; g < 16; g++) gw[16 * (j0 + l) + g] = gp[g][l];
+    }
     return 0;
 }
 

@@ -1,27 +1,33 @@
-"""Fused Triton kernels for LogicLayer training on CUDA tensors, exposed as torch custom ops.
+"""Triton implementation of the LogicLayer ops (``kernels/ops.py``) for CUDA tensors, and its entry points.
 
-``logic_layer(x, coeffs, connections)`` computes ``c0 + c1 a + c2 b + c3 ab`` per neuron, with
-``a = x[:, connections[0]]`` and ``b = x[:, connections[1]]`` (the numbers of
-``reference.logic_layer_coefficients_reference``), differentiable in ``x`` and ``coeffs``. It is the op
-``torch.ops.diffgates.logic_layer_gpu`` (fake function + registered autograd; the backward is the op
-``torch.ops.diffgates.logic_layer_gpu_backward``). ``gate_coefficients(weights, training)`` is the
-fused softmax -> 4 coefficients step (``torch.ops.diffgates.gate_coefficients_gpu``), one launch each
-way instead of the reference's five.
+``logic_layer(x, coeffs, connections, coeff_index=None)`` computes ``c0 + c1 a + c2 b + c3 ab`` per
+neuron, with ``a = x[:, connections[0]]``, ``b = x[:, connections[1]]`` and the neuron's row of
+``coeffs`` (row ``coeff_index[j]`` when given), differentiable in ``x`` and ``coeffs``: the op
+``torch.ops.diffgates.logic_layer`` with the wiring below. ``gate_coefficients(weights, training)``
+is the fused softmax -> 4 coefficients step (``torch.ops.diffgates.gate_coefficients``), one launch
+each way instead of the reference's five. ``forward``/``backward``/``coefficients_*`` are what the
+ops' CUDA implementations (and their CPU ones, under the interpreter) run.
 
 Input gradient, two ways (``set_backward_mode`` or ``DIFFGATES_GPU_BACKWARD``):
   ``'csr'`` (default, deterministic): connections are fixed, so every layer gets once a CSR "fan-out"
       index (``fanout_index``: for each input, the (neuron, operand) pairs reading it), cached per
-      connections tensor; the gradient is a gather-and-sum in a fixed order, no atomics.
-  ``'atomic'``: scatter-add with atomics inside the coefficient-gradient kernel (one kernel fewer,
+      connections tensor; the gradient is a gather-and-sum in a fixed order, no atomics. Shared
+      coefficient rows likewise get a CSR of ``coeff_index`` (``coeff_index_csr``) and a fixed-order
+      segment sum of the per-neuron coefficient gradients.
+  ``'atomic'``: scatter-adds with atomics inside the coefficient-gradient kernel (one kernel fewer,
       results vary in the last bits between runs). ``torch.use_deterministic_algorithms(True)``
       forces ``'csr'``.
 
-Devices: CUDA tensors; CPU tensors only under Triton's interpreter (``TRITON_INTERPRET=1`` set before
-the kernels are first used), which is how the test-suite checks the kernels without a GPU.
-``unavailable_reason()`` says why the kernels cannot run here, for ``diffgates.kernels`` to fall back.
+Devices: CUDA tensors. CPU tensors run these kernels only under Triton's interpreter
+(``TRITON_INTERPRET=1`` set before the kernels are first used) and only when asked: the functions here
+pass ``interpret=True`` to the ops for CPU tensors (``diffgates.kernels.logic_layer`` does so for
+``implementation='gpu'``); the ops' CPU implementation otherwise runs the C kernel. That is how the
+test-suite checks the kernels without a GPU. ``unavailable_reason()`` says why the kernels cannot
+run here, for ``diffgates.kernels`` to fall back.
 
-The first call with a new connections tensor builds its fan-out index (one device sync); later calls
-are sync-free, so a warmed-up training step can be captured in a CUDA graph.
+The first call with a new connections (or coefficient index) tensor builds its CSR index (one device
+sync, and the index-range check); later calls are sync-free, so a warmed-up training step can be
+captured in a CUDA graph.
 
 Example::
 
@@ -31,73 +37,29 @@ Example::
 """
 from __future__ import annotations
 
-import importlib
 import os
 import weakref
 from dataclasses import dataclass
 
 import torch
 
-from .arguments import check_logic_layer_args
+from .._triton import interpreting, triton_module, unavailable_reason
+from . import ops
+from .arguments import check_index_range, check_logic_layer_args
 from .reference import gate_coefficients as _reference_gate_coefficients
 
+__all__ = ["BACKWARD_MODES", "CoeffIndex", "Wiring", "backward_mode", "coeff_index_csr", "fanout_index",
+           "gate_coefficients", "interpreting", "logic_layer", "set_backward_mode", "unavailable_reason", "wiring"]
+
 BACKWARD_MODES = ("csr", "atomic")
-_FLOAT_TYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+_INDEX_DTYPES = (torch.int64, torch.int32)
 _backward_mode = os.environ.get("DIFFGATES_GPU_BACKWARD", "csr").strip().lower() or "csr"
-
-
-# ---- availability --------------------------------------------------------------------------------
-
-def interpreting() -> bool:
-    """Whether Triton's interpreter is requested (``TRITON_INTERPRET`` set to a true value)."""
-    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in ("1", "true", "on", "yes")
-
-
-def unavailable_reason() -> str | None:
-    """Why the Triton kernels cannot run here, or None when they can.
-
-    Returns:
-        None with Triton installed and either a CUDA device or ``TRITON_INTERPRET=1``; else one line.
-    """
-    try:
-        importlib.import_module("triton")
-    except ImportError as exc:
-        return f"triton is not installed ({exc}); install it with `pip install triton` (or diffgates[gpu])"
-    if torch.cuda.is_available() or interpreting():
-        return None
-    return ("no CUDA device is visible to torch (torch.cuda.is_available() is False); set "
-            "TRITON_INTERPRET=1 to run the Triton kernels on CPU tensors (slow, for testing)")
-
-
-_modules: dict[str, object] = {}  # Triton kernel modules once imported: later calls only check the device
-
-
-def triton_module(name: str, device: torch.device, what: str):
-    """Import ``diffgates.kernels.<name>`` (Triton kernels) and check that it can run on ``device``.
-
-    CUDA devices always suit; CPU tensors only when the kernels were built for Triton's interpreter
-    (TRITON_INTERPRET=1 before their first import). ``what`` names the caller in error messages.
-    """
-    module = _modules.get(name)
-    if module is None:
-        reason = unavailable_reason()
-        if reason is not None:
-            raise RuntimeError(f"{what} cannot run: {reason}")
-        module = _modules[name] = importlib.import_module(f".{name}", __package__)
-    if device.type == "cuda":
-        return module
-    if device.type != "cpu":
-        raise ValueError(f"{what} run on CUDA tensors, got tensors on {device}")
-    if not module.interpreted():
-        raise RuntimeError(f"{what} got CPU tensors, but were compiled for the GPU: set TRITON_INTERPRET=1 "
-                           f"before diffgates.kernels.{name} is first imported to run them on the CPU, or "
-                           f"move the tensors to CUDA")
-    return module
 
 
 def _kernels(device: torch.device):
     """The training-kernel module, checked to suit tensors on ``device``."""
-    return triton_module("gpu_triton", device, "the diffgates GPU kernels")
+    return triton_module("diffgates.kernels.gpu_triton", device, "the diffgates GPU kernels")
 
 
 # ---- backward mode ---------------------------------------------------------------------------------
@@ -119,7 +81,7 @@ def backward_mode() -> str:
     return "csr" if torch.are_deterministic_algorithms_enabled() else _backward_mode
 
 
-# ---- wiring: int32 connections and the fan-out index, cached per connections tensor -----------------
+# ---- wiring: int32 copies and CSR indices, cached per index tensor ----------------------------------
 
 @dataclass(frozen=True)
 class Wiring:
@@ -137,6 +99,31 @@ class Wiring:
     fan_entries: torch.Tensor
 
 
+@dataclass(frozen=True)
+class CoeffIndex:
+    """A coefficient index in the kernels' form.
+
+    Attributes:
+        index: int32 (out,) copy of coeff_index.
+        row_offsets: int32 (rows + 1,): row r's neurons are ``row_entries[row_offsets[r]:row_offsets[r+1]]``.
+        row_entries: int32 (out,): neuron ids grouped by row, increasing within a row.
+    """
+
+    index: torch.Tensor
+    row_offsets: torch.Tensor
+    row_entries: torch.Tensor
+
+
+def _csr(flat: torch.Tensor, groups: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(offsets int32 (groups + 1,), entries int32): positions of ``flat`` grouped by value, in order."""
+    flat = flat.to(torch.int64)
+    entries = torch.argsort(flat, stable=True)  # stable: a fixed summation order per group
+    # offsets[g] = number of entries with a value < g (searchsorted: deterministic, no atomics).
+    bounds = torch.arange(groups + 1, dtype=torch.int64, device=flat.device)
+    offsets = torch.searchsorted(flat[entries], bounds)
+    return offsets.to(torch.int32), entries.to(torch.int32)
+
+
 def fanout_index(connections: torch.Tensor, in_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
     """CSR index of each input's consumers (see ``Wiring``), built on the connections' device.
 
@@ -147,158 +134,151 @@ def fanout_index(connections: torch.Tensor, in_dim: int) -> tuple[torch.Tensor, 
     Returns:
         (fan_offsets int32 (in_dim + 1,), fan_entries int32 (2 * out,)).
     """
-    flat = connections.reshape(-1).to(torch.int64)
-    entries = torch.argsort(flat, stable=True)  # stable: a fixed summation order per input
-    # offsets[i] = number of slots reading an input < i (searchsorted: deterministic, no atomics).
-    bounds = torch.arange(in_dim + 1, dtype=torch.int64, device=connections.device)
-    offsets = torch.searchsorted(flat[entries], bounds)
-    return offsets.to(torch.int32), entries.to(torch.int32)
+    return _csr(connections.reshape(-1), in_dim)
 
 
-def _check_connection_range(connections: torch.Tensor, in_dim: int) -> None:
-    if connections.numel() == 0:
-        return
-    bad = (connections < 0) | (connections >= in_dim)
-    if bool(bad.any()):
-        row, col = (int(v) for v in bad.nonzero()[0])
-        raise ValueError(f"connections[{row}, {col}] = {int(connections[row, col])} is outside "
-                         f"[0, {in_dim - 1}] for x with {in_dim} features")
+_cache: dict[tuple[str, int], tuple[weakref.ref, int, int, object]] = {}
 
 
-_wiring_cache: dict[int, tuple[weakref.ref, int, int, Wiring]] = {}
+def _cached(kind: str, tensor: torch.Tensor, size: int, build):
+    """``build()`` for ``tensor``, reused while the tensor object, its version and ``size`` are unchanged.
 
-
-def wiring(connections: torch.Tensor, in_dim: int) -> Wiring:
-    """The ``Wiring`` of a connections tensor, built once and reused while the tensor is unchanged.
-
-    The cache key is the tensor object and its version counter (bumped by in-place writes such as
-    ``load_state_dict``), so a modified or new connections tensor gets a fresh index.
+    The version counter is bumped by in-place writes (``load_state_dict``), so a modified or new
+    tensor gets a fresh index; an entry goes when its tensor is freed.
     """
-    key = id(connections)
-    hit = _wiring_cache.get(key)
-    if hit is not None and hit[0]() is connections and hit[1] == connections._version and hit[2] == in_dim:
+    key = (kind, id(tensor))
+    hit = _cache.get(key)
+    if hit is not None and hit[0]() is tensor and hit[1] == tensor._version and hit[2] == size:
         return hit[3]
-    if connections.numel() >= 2 ** 31 or in_dim >= 2 ** 31:
-        raise ValueError(f"connections of shape {tuple(connections.shape)} with in_dim={in_dim} exceed the "
-                         f"kernels' int32 indices")
-    _check_connection_range(connections, in_dim)
-    offsets, entries = fanout_index(connections, in_dim)
-    result = Wiring(connections.to(torch.int32).contiguous(), offsets, entries)
+    result = build()
     try:
-        ref = weakref.ref(connections, lambda _r, k=key: _wiring_cache.pop(k, None))
+        ref = weakref.ref(tensor, lambda _r, k=key: _cache.pop(k, None))
     except TypeError:  # tensors that cannot be weakly referenced are simply not cached
         return result
-    _wiring_cache[key] = (ref, connections._version, in_dim, result)
+    _cache[key] = (ref, tensor._version, size, result)
     return result
 
 
-# ---- custom ops ----------------------------------------------------------------------------------
+def wiring(connections: torch.Tensor, in_dim: int) -> Wiring:
+    """The ``Wiring`` of a connections tensor (range-checked), built once and reused while unchanged."""
+    def build() -> Wiring:
+        if connections.numel() >= 2 ** 31 or in_dim >= 2 ** 31:
+            raise ValueError(f"connections of shape {tuple(connections.shape)} with in_dim={in_dim} exceed the "
+                             f"kernels' int32 indices")
+        check_index_range("connections", connections, in_dim, f"x with {in_dim} features")
+        offsets, entries = fanout_index(connections, in_dim)
+        return Wiring(connections.to(torch.int32).contiguous(), offsets, entries)
+    return _cached("wiring", connections, in_dim, build)
 
-@torch.library.custom_op("diffgates::logic_layer_gpu", mutates_args=())
-def _forward_op(x: torch.Tensor, coeffs: torch.Tensor, conn: torch.Tensor, fan_offsets: torch.Tensor,
-                fan_entries: torch.Tensor, deterministic: bool) -> torch.Tensor:
-    return _kernels(x.device).forward(x.contiguous(), coeffs.contiguous(), conn.contiguous())
+
+def coeff_index_csr(coeff_index: torch.Tensor, rows: int) -> CoeffIndex:
+    """The ``CoeffIndex`` of an (out,) coefficient index into ``rows`` rows (range-checked), cached like ``wiring``."""
+    def build() -> CoeffIndex:
+        if coeff_index.numel() >= 2 ** 31 or rows >= 2 ** 29:  # 4 * row must fit in int32
+            raise ValueError(f"coeff_index of shape {tuple(coeff_index.shape)} into {rows} rows exceeds the "
+                             f"kernels' int32 indices")
+        check_index_range("coeff_index", coeff_index, rows, f"coeffs with {rows} rows")
+        offsets, entries = _csr(coeff_index, rows)
+        return CoeffIndex(coeff_index.to(torch.int32).contiguous(), offsets, entries)
+    return _cached("coeff_index", coeff_index, rows, build)
 
 
-@_forward_op.register_fake
-def _forward_fake(x, coeffs, conn, fan_offsets, fan_entries, deterministic):
-    return x.new_empty((x.shape[0], conn.shape[1]))
+# ---- the ops' implementation (called by kernels/ops.py) --------------------------------------------
+
+def _check(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor,
+           coeff_index: torch.Tensor | None) -> None:
+    """Validate shapes, dtypes and devices (no sync); index ranges are checked once per index tensor."""
+    check_logic_layer_args("logic_layer (Triton)", x, coeffs, connections, coeff_index, float_dtypes=FLOAT_DTYPES,
+                           index_dtypes=_INDEX_DTYPES)
+    for name, t in (("coeffs", coeffs), ("connections", connections), ("coeff_index", coeff_index)):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{name} is on {t.device} but x is on {x.device}; all must be on one device")
+    _kernels(x.device)
 
 
-@torch.library.custom_op("diffgates::logic_layer_gpu_backward", mutates_args=())
-def _backward_op(grad_y: torch.Tensor, x: torch.Tensor, coeffs: torch.Tensor, conn: torch.Tensor,
-                 fan_offsets: torch.Tensor, fan_entries: torch.Tensor, deterministic: bool, need_x: bool,
-                 need_coeffs: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _resolve_wiring(x, coeffs, connections, coeff_index, fan_offsets, fan_entries, row_offsets, row_entries):
+    """The kernels' index tensors: the ones passed, else built (and cached) here from the raw indices."""
+    if fan_offsets is None or fan_entries is None:
+        w = wiring(connections, x.shape[1])
+        connections, fan_offsets, fan_entries = w.conn, w.fan_offsets, w.fan_entries
+    if coeff_index is not None and (row_offsets is None or row_entries is None):
+        c = coeff_index_csr(coeff_index, coeffs.shape[0])
+        coeff_index, row_offsets, row_entries = c.index, c.row_offsets, c.row_entries
+    return connections.contiguous(), coeff_index, fan_offsets, fan_entries, row_offsets, row_entries
+
+
+def forward(x, coeffs, connections, coeff_index, fan_offsets, fan_entries, row_offsets, row_entries,
+            deterministic) -> torch.Tensor:
+    """The Triton implementation of ``diffgates::logic_layer`` (see ``ops.py`` for the arguments)."""
+    _check(x, coeffs, connections, coeff_index)
+    conn, index, *_ = _resolve_wiring(x, coeffs, connections, coeff_index, fan_offsets, fan_entries,
+                                      row_offsets, row_entries)
+    return _kernels(x.device).forward(x.contiguous(), coeffs.contiguous(), conn,
+                                      None if index is None else index.contiguous())
+
+
+def backward(grad, x, coeffs, connections, coeff_index, fan_offsets, fan_entries, row_offsets, row_entries,
+             deterministic, need_x, need_coeffs) -> tuple[torch.Tensor, torch.Tensor]:
+    """The Triton implementation of ``diffgates::logic_layer_backward``; empty tensors where not requested."""
+    _check(x, coeffs, connections, coeff_index)
+    n, out = x.shape[0], connections.shape[1]
+    if tuple(grad.shape) != (n, out):
+        raise ValueError(f"grad must have shape ({n}, {out}), got {tuple(grad.shape)}")
+    conn, index, fan_offsets, fan_entries, row_offsets, row_entries = _resolve_wiring(
+        x, coeffs, connections, coeff_index, fan_offsets, fan_entries, row_offsets, row_entries)
     grad_x, grad_coeffs = _kernels(x.device).backward(
-        grad_y.contiguous(), x.contiguous(), coeffs.contiguous(), conn.contiguous(), fan_offsets, fan_entries,
-        deterministic, need_x, need_coeffs)
+        grad.contiguous(), x.contiguous(), coeffs.contiguous(), conn, fan_offsets, fan_entries, deterministic,
+        need_x, need_coeffs, coeff_index=None if index is None else index.contiguous(), row_offsets=row_offsets,
+        row_entries=row_entries)
     # An op returns tensors only: an empty one stands for "not requested".
     return (grad_x if grad_x is not None else x.new_empty(0),
             grad_coeffs if grad_coeffs is not None else coeffs.new_empty(0))
 
 
-@_backward_op.register_fake
-def _backward_fake(grad_y, x, coeffs, conn, fan_offsets, fan_entries, deterministic, need_x, need_coeffs):
-    return (x.new_empty(x.shape) if need_x else x.new_empty(0),
-            coeffs.new_empty(coeffs.shape) if need_coeffs else coeffs.new_empty(0))
+def _check_weights(weights: torch.Tensor) -> None:
+    if weights.dim() != 2 or weights.shape[1] != 16:
+        raise ValueError(f"weights must have shape (out_dim, 16), got {tuple(weights.shape)}")
+    if weights.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"weights must be floating point, got dtype {weights.dtype}")
 
 
-def _forward_setup(ctx, inputs, output):
-    x, coeffs, conn, fan_offsets, fan_entries, deterministic = inputs
-    ctx.save_for_backward(x, coeffs, conn, fan_offsets, fan_entries)
-    ctx.deterministic = deterministic
-
-
-def _forward_backward(ctx, grad_y):
-    x, coeffs, conn, fan_offsets, fan_entries = ctx.saved_tensors
-    need_x, need_coeffs = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
-    grad_x, grad_coeffs = torch.ops.diffgates.logic_layer_gpu_backward(
-        grad_y, x, coeffs, conn, fan_offsets, fan_entries, ctx.deterministic, need_x, need_coeffs)
-    return (grad_x if need_x else None, grad_coeffs if need_coeffs else None, None, None, None, None)
-
-
-_forward_op.register_autograd(_forward_backward, setup_context=_forward_setup)
-
-
-@torch.library.custom_op("diffgates::gate_coefficients_gpu", mutates_args=())
-def _coeffs_op(weights: torch.Tensor) -> torch.Tensor:
+def coefficients_forward(weights: torch.Tensor) -> torch.Tensor:
+    """The Triton implementation of ``diffgates::gate_coefficients``."""
+    _check_weights(weights)
     return _kernels(weights.device).coefficients_forward(weights.contiguous())
 
 
-@_coeffs_op.register_fake
-def _coeffs_fake(weights):
-    return weights.new_empty((weights.shape[0], 4))
-
-
-@torch.library.custom_op("diffgates::gate_coefficients_gpu_backward", mutates_args=())
-def _coeffs_backward_op(weights: torch.Tensor, grad_coeffs: torch.Tensor) -> torch.Tensor:
-    return _kernels(weights.device).coefficients_backward(weights.contiguous(), grad_coeffs.contiguous())
-
-
-@_coeffs_backward_op.register_fake
-def _coeffs_backward_fake(weights, grad_coeffs):
-    return torch.empty_like(weights)
-
-
-def _coeffs_setup(ctx, inputs, output):
-    ctx.save_for_backward(inputs[0])
-
-
-def _coeffs_backward(ctx, grad_coeffs):
-    (weights,) = ctx.saved_tensors
-    return torch.ops.diffgates.gate_coefficients_gpu_backward(weights, grad_coeffs)
-
-
-_coeffs_op.register_autograd(_coeffs_backward, setup_context=_coeffs_setup)
+def coefficients_backward(weights: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The Triton implementation of ``diffgates::gate_coefficients_backward``."""
+    _check_weights(weights)
+    return _kernels(weights.device).coefficients_backward(weights.contiguous(), grad.contiguous())
 
 
 # ---- public entry points ---------------------------------------------------------------------------
 
-def _check(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor) -> None:
-    """Validate shapes, dtypes and devices; index ranges are checked once per connections in ``wiring``."""
-    check_logic_layer_args("logic_layer_gpu", x, coeffs, connections, float_dtypes=_FLOAT_TYPES,
-                           index_dtypes=(torch.int64, torch.int32))
-    for name, t in (("coeffs", coeffs), ("connections", connections)):
-        if t.device != x.device:
-            raise ValueError(f"{name} is on {t.device} but x is on {x.device}; all must be on one device")
-    _kernels(x.device)
-
-
-def logic_layer(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor) -> torch.Tensor:
-    """(N, in) activations, (out, 4) coefficients, (2, out) connections -> (N, out); differentiable.
+def logic_layer(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor,
+                coeff_index: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, in) activations, coefficients, (2, out) connections -> (N, out); differentiable in x and coeffs.
 
     Args:
         x: float16/bfloat16/float32/float64 probabilities on a CUDA device (CPU under the interpreter).
-        coeffs: (out, 4) in x's dtype, e.g. ``reference.gate_coefficients(weights, training)``.
+        coeffs: (out, 4) in x's dtype, e.g. ``reference.gate_coefficients(weights, training)``; or
+            (rows, 4) with ``coeff_index``.
         connections: (2, out) int64/int32 input indices (row 0 feeds a, row 1 feeds b).
+        coeff_index: optional (out,) int64/int32: neuron j uses ``coeffs[coeff_index[j]]``; the
+            coefficient gradient of a row sums over its neurons.
 
     Returns:
         (N, out) tensor in x's dtype: ``c0 + c1 a + c2 b + c3 ab``.
     """
-    _check(x, coeffs, connections)
+    _check(x, coeffs, connections, coeff_index)
     w = wiring(connections, x.shape[1])
-    return torch.ops.diffgates.logic_layer_gpu(x, coeffs, w.conn, w.fan_offsets, w.fan_entries,
-                                               backward_mode() == "csr")
+    index = row_offsets = row_entries = None
+    if coeff_index is not None:
+        c = coeff_index_csr(coeff_index, coeffs.shape[0])
+        index, row_offsets, row_entries = c.index, c.row_offsets, c.row_entries
+    return ops.logic_layer(x, coeffs, w.conn, index, w.fan_offsets, w.fan_entries, row_offsets, row_entries,
+                           deterministic=backward_mode() == "csr", interpret=x.device.type == "cpu")
 
 
 def gate_coefficients(weights: torch.Tensor, training: bool) -> torch.Tensor:
@@ -308,9 +288,7 @@ def gate_coefficients(weights: torch.Tensor, training: bool) -> torch.Tensor:
     """
     if not training:
         return _reference_gate_coefficients(weights, training)
-    if weights.dim() != 2 or weights.shape[1] != 16:
-        raise ValueError(f"weights must have shape (out_dim, 16), got {tuple(weights.shape)}")
-    if weights.dtype not in _FLOAT_TYPES:
-        raise ValueError(f"weights must be floating point, got dtype {weights.dtype}")
+    _check_weights(weights)
     _kernels(weights.device)
-    return torch.ops.diffgates.gate_coefficients_gpu(weights)
+    return ops.gate_coefficients(weights, interpret=weights.device.type == "cpu")
+

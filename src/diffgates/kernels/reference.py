@@ -7,6 +7,12 @@ mode, or takes the one-hot argmax gate in eval mode. It is deliberately simple a
 
 ``gate_coefficients`` is the collapsed form used by the fused kernels: per neuron the 4 numbers
 (c0, c1, c2, c3) with output = c0 + c1 a + c2 b + c3 ab.
+
+Both layer functions take an optional (out,) ``coeff_index``: neuron j then uses row
+``coeff_index[j]`` of the logits (or coefficients), so many neurons share one gate's parameters;
+indexing makes autograd sum the shared rows' gradients, which is the spec the kernels follow.
+
+Not runnable; ``tests/test_gates.py`` checks the two forms against each other.
 """
 from __future__ import annotations
 
@@ -45,12 +51,17 @@ def gate_coefficients(weights: torch.Tensor, training: bool) -> torch.Tensor:
 
 
 def logic_layer_reference(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tensor,
-                          training: bool) -> torch.Tensor:
-    """(N, in) probabilities -> (N, out): the 16-relaxation mixture, one term per gate."""
+                          training: bool, coeff_index: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, in) probabilities -> (N, out): the 16-relaxation mixture, one term per gate.
+
+    ``weights`` is (out, 16), or (rows, 16) with an (out,) ``coeff_index`` (neuron j: row coeff_index[j]).
+    """
     a = x[:, connections[0]]
     b = x[:, connections[1]]
     ab = a * b
     probs = gate_probabilities(weights, training)
+    if coeff_index is not None:
+        probs = probs[coeff_index]
     # Each gate's relaxation, from its coefficients over {1, a, b, ab} (product logic).
     out = torch.zeros_like(a)
     for g in gates.GATES:
@@ -60,9 +71,14 @@ def logic_layer_reference(x: torch.Tensor, weights: torch.Tensor, connections: t
     return out
 
 
-def logic_layer_coefficients_reference(x: torch.Tensor, coeffs: torch.Tensor,
-                                       connections: torch.Tensor) -> torch.Tensor:
-    """(N, in), (out, 4) -> (N, out): the collapsed 4-coefficient form in plain PyTorch."""
+def logic_layer_coefficients_reference(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor,
+                                       coeff_index: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, in), (out, 4) -> (N, out): the collapsed 4-coefficient form in plain PyTorch.
+
+    With an (out,) ``coeff_index``, coeffs is (rows, 4) and neuron j uses ``coeffs[coeff_index[j]]``.
+    """
+    if coeff_index is not None:
+        coeffs = coeffs[coeff_index]
     a = x[:, connections[0]]
     b = x[:, connections[1]]
     return coeffs[:, 0] + coeffs[:, 1] * a + coeffs[:, 2] * b + coeffs[:, 3] * (a * b)

@@ -1,33 +1,22 @@
-"""Run files of ``diffgates train``: saved models (last and best) and resumable training checkpoints.
+"""Resumable training checkpoints of ``diffgates train``: model, Adam state, RNG states, trainer state.
 
-A run directory holds:
-
-* ``model.safetensors`` + ``model.json``: the last evaluated model; ``best.safetensors`` + ``best.json``:
-  the model with the best validation accuracy of the discrete network. The safetensors file holds the
-  ``state_dict`` (LogicLayer logits *and* connections) and, in its ``__metadata__["diffgates"]``, the
-  same JSON as the ``.json`` file beside it: format, architecture spec, config, the dataset's
-  ``input_layout``, step, metrics. The safetensors file is the authority (one atomic write holds
-  weights and description together); the ``.json`` is the human-readable copy.
-* ``checkpoint.safetensors`` + ``checkpoint.json``: everything needed to continue training exactly:
-  model, Adam state tensors, step, RNG states (torch CPU/CUDA, numpy, python ``random``) and the
-  trainer's state (metrics so far, running sums, best). The data order is a pure function of
-  (seed, step) (see ``trainer.batch_indices``), so the step restores the position in the data stream.
+``checkpoint.safetensors`` + ``checkpoint.json`` in a run folder hold everything needed to continue
+training exactly: model, Adam state tensors, step, RNG states (torch CPU/CUDA, numpy, python
+``random``) and the trainer's state (metrics so far, running sums, best). The data order is a pure
+function of (seed, step) (see ``trainer.DataOrder``), so the step restores the position in the data
+stream. The saved models beside them (``model.*``, ``best.*``) are ``diffgates.modelfiles``.
 
 All files are written atomically (temp file + ``os.replace``). Nothing here unpickles anything:
-tensors come from safetensors, everything else from JSON.
+tensors come from safetensors, everything else from JSON. Example::
 
-Example::
-
-    model = load_model("runs/mnist")                 # last model, eval mode, on CPU
-    model = load_model("runs/mnist/best.json")       # best model
-    model.diffgates_input_layout, model.diffgates_config
+    save_training_checkpoint(run_dir, model, optimizer, step=100, config=cfg.to_dict(), state=state)
+    ckpt = load_training_checkpoint(run_dir)          # None when the run has none yet
 """
 from __future__ import annotations
 
 import json
 import os
 import random
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,179 +25,15 @@ import numpy as np
 import torch
 
 from .. import __version__
-from .._atomic import atomic_write
-from ..safetensors_io import SafetensorsError, load_file, read_header, save_file
-from .model_spec import build_model, validate_spec
+from ..modelfiles import (FORMAT_VERSION, META_KEY, ModelFileError, load_state, read_description, write_json_atomic,
+                          write_tensors)
+from ..modelfiles.models import load_tensors
 
-MODEL_FORMAT = "diffgates.model"
 CHECKPOINT_FORMAT = "diffgates.train_checkpoint"
-FORMAT_VERSION = 1
-META_KEY = "diffgates"  # the __metadata__ entry that holds our JSON description
-WHICH = {"last": "model", "best": "best"}
 
 
-class CheckpointError(ValueError):
+class CheckpointError(ModelFileError):
     """A run file is missing, corrupt, foreign, or does not fit the model or config it is loaded into."""
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write ``data`` as indented JSON to ``path`` via a temp file and ``os.replace``."""
-    with atomic_write(path, "w") as f:
-        json.dump(data, f, indent=1, allow_nan=False)
-        f.write("\n")
-
-
-def _read_description(path: Path, expected_format: str) -> dict[str, Any]:
-    """The JSON description stored in a safetensors file's metadata; CheckpointError when foreign."""
-    try:
-        _, metadata = read_header(path)
-    except SafetensorsError as exc:
-        raise CheckpointError(str(exc)) from None
-    if META_KEY not in metadata:
-        raise CheckpointError(f"{path}: a safetensors file without diffgates metadata (keys "
-                              f"{sorted(metadata)}): not written by diffgates, cannot tell its architecture")
-    try:
-        info = json.loads(metadata[META_KEY])
-    except json.JSONDecodeError as exc:
-        raise CheckpointError(f"{path}: corrupt diffgates metadata (invalid JSON: {exc})") from None
-    if not isinstance(info, dict) or info.get("format") != expected_format:
-        got = info.get("format") if isinstance(info, dict) else type(info).__name__
-        raise CheckpointError(f"{path}: holds a {got!r} file, expected {expected_format!r}")
-    if info.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {info.get('format_version')!r} is not supported "
-                              f"(this diffgates reads version {FORMAT_VERSION})")
-    return info
-
-
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    try:
-        tensors, _ = load_file(path)
-    except SafetensorsError as exc:
-        raise CheckpointError(str(exc)) from None
-    return tensors
-
-
-# ----------------------------------------------------------------------------------------------------
-# Saved models (model.* and best.*)
-# ----------------------------------------------------------------------------------------------------
-
-def save_model(model: torch.nn.Module, stem: str | os.PathLike, *, spec: dict[str, Any], config: dict[str, Any],
-               input_layout: Any, step: int, metrics: dict[str, Any] | None = None) -> Path:
-    """Write ``stem.safetensors`` and ``stem.json`` for ``model`` atomically.
-
-    Args:
-        model: the model (a DDP wrapper is unwrapped); its ``state_dict`` is saved.
-        stem: path without suffix, e.g. ``run_dir / "model"``.
-        spec: the architecture spec (``model_spec.model_spec``).
-        config: the run's TrainConfig as a dict.
-        input_layout: the dataset's JSON-able input bit layout (used by circuit exporters).
-        step: optimizer steps done.
-        metrics: the evaluation record of this model.
-
-    Returns:
-        The path of the ``.safetensors`` file.
-    """
-    stem = Path(stem)
-    model = getattr(model, "module", model)
-    info = {"format": MODEL_FORMAT, "format_version": FORMAT_VERSION, "diffgates_version": __version__,
-            "save_id": uuid.uuid4().hex, "step": int(step), "architecture": spec, "config": config,
-            "input_layout": input_layout, "metrics": metrics or {}}
-    text = json.dumps(info, allow_nan=False)
-    tensors = {k: v.detach() for k, v in model.state_dict().items()}
-    target = stem.with_suffix(".safetensors")
-    save_file(tensors, target, metadata={META_KEY: text})
-    write_json_atomic(stem.with_suffix(".json"), info)
-    return target
-
-
-def resolve_model_path(path: str | os.PathLike, which: str = "last") -> Path:
-    """The ``.safetensors`` file meant by ``path``: a run dir (``which`` = last/best), a ``.json`` or a file.
-
-    Raises:
-        CheckpointError: nothing loadable there (the message says what was looked for).
-    """
-    if which not in WHICH:
-        raise CheckpointError(f"which={which!r} is not known; expected one of {sorted(WHICH)}")
-    path = Path(path)
-    if path.is_dir():
-        target = path / f"{WHICH[which]}.safetensors"
-        if not target.exists():
-            have = sorted(p.name for p in path.glob("*.safetensors"))
-            raise CheckpointError(f"{path} has no {target.name} (a `diffgates train --out` folder holds "
-                                  f"model.safetensors and best.safetensors; found {have or 'no .safetensors files'})")
-        return target
-    if path.suffix == ".json":
-        try:
-            info = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise CheckpointError(f"{path}: no such file") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise CheckpointError(f"{path}: not a diffgates model description (invalid JSON: {exc})") from None
-        if not isinstance(info, dict) or info.get("format") != MODEL_FORMAT:
-            got = info.get("format") if isinstance(info, dict) else type(info).__name__
-            raise CheckpointError(f"{path}: format is {got!r}, expected {MODEL_FORMAT!r} (a model.json or "
-                                  f"best.json written by diffgates train)")
-        target = path.with_suffix(".safetensors")
-        if not target.exists():
-            raise CheckpointError(f"{path} describes a model but its weights {target.name} are missing beside it")
-        return target
-    if not path.exists():
-        raise CheckpointError(f"{path}: no such file or folder")
-    return path
-
-
-def load_model(path: str | os.PathLike, which: str = "last", device: str | torch.device = "cpu",
-               implementation: str | None = None) -> torch.nn.Module:
-    """Load a model saved by ``diffgates train`` in eval mode.
-
-    Args:
-        path: a run directory, a ``.safetensors`` model file, or its ``.json`` description.
-        which: for a run directory, ``"last"`` (model.safetensors) or ``"best"`` (best.safetensors).
-        device: where the parameters go.
-        implementation: LogicLayer kernel to use (None: fused for the device).
-
-    Returns:
-        ``torch.nn.Sequential`` in eval mode, with ``diffgates_input_layout`` (the dataset's input
-        layout), ``diffgates_config`` (the TrainConfig dict), ``diffgates_spec`` and
-        ``diffgates_info`` (the whole description: step, metrics, ...) attached.
-
-    Raises:
-        CheckpointError: missing, corrupt or foreign files, or weights that do not fit the architecture.
-    """
-    target = resolve_model_path(path, which)
-    info = _read_description(target, MODEL_FORMAT)
-    try:
-        spec = validate_spec(info.get("architecture"), where=f"{target}: architecture")
-    except ValueError as exc:
-        raise CheckpointError(str(exc)) from None
-    tensors = _load_tensors(target)
-    with torch.random.fork_rng(devices=[]):  # why: building draws random init we overwrite; keep caller's RNG
-        model = build_model(spec, device="cpu", implementation=implementation)
-    _load_state(model, tensors, target)
-    model = model.to(device).eval()
-    model.diffgates_input_layout = info.get("input_layout")
-    model.diffgates_config = info.get("config")
-    model.diffgates_spec = spec
-    model.diffgates_info = info
-    return model
-
-
-def _load_state(model: torch.nn.Module, tensors: dict[str, torch.Tensor], where: Path) -> None:
-    """load_state_dict(strict) with errors that name the file and the mismatching keys/shapes."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        raise CheckpointError(f"{where}: tensors do not match the architecture: missing {missing[:8]}, "
-                              f"unexpected {extra[:8]}")
-    for key, value in expected.items():
-        if tensors[key].shape != value.shape or tensors[key].dtype != value.dtype:
-            raise CheckpointError(f"{where}: tensor {key!r} is {tensors[key].dtype} {tuple(tensors[key].shape)}, "
-                                  f"the architecture expects {value.dtype} {tuple(value.shape)}")
-    try:
-        model.load_state_dict(tensors, strict=True)
-    except (RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"{where}: {exc}") from None
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -298,7 +123,7 @@ def save_training_checkpoint(run_dir: str | os.PathLike, model: torch.nn.Module,
             "step": int(step), "config": config, "optimizer": opt_json, "rng": rng_meta, "state": state}
     text = json.dumps(info, allow_nan=False)
     target, readable = checkpoint_paths(run_dir)
-    save_file(tensors, target, metadata={META_KEY: text})
+    write_tensors(target, tensors, {META_KEY: text})
     write_json_atomic(readable, info)
     return target
 
@@ -308,7 +133,7 @@ def read_checkpoint_info(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     target, _ = checkpoint_paths(run_dir)
     if not target.exists():
         return None
-    return _read_description(target, CHECKPOINT_FORMAT)
+    return read_description(target, CHECKPOINT_FORMAT, CheckpointError)
 
 
 def load_training_checkpoint(run_dir: str | os.PathLike) -> TrainingCheckpoint | None:
@@ -321,7 +146,7 @@ def load_training_checkpoint(run_dir: str | os.PathLike) -> TrainingCheckpoint |
     info = read_checkpoint_info(run_dir)
     if info is None:
         return None
-    tensors = _load_tensors(target)
+    tensors = load_tensors(target, CheckpointError)
     try:
         model_state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
         opt_json = info["optimizer"]
@@ -349,7 +174,7 @@ def load_training_checkpoint(run_dir: str | os.PathLike) -> TrainingCheckpoint |
 def restore_training_checkpoint(ckpt: TrainingCheckpoint, model: torch.nn.Module,
                                 optimizer: torch.optim.Optimizer, where: str | os.PathLike = "checkpoint") -> None:
     """Load a checkpoint's model, optimizer and RNG states into live objects."""
-    _load_state(getattr(model, "module", model), ckpt.model_state, Path(where))
+    load_state(getattr(model, "module", model), ckpt.model_state, Path(where), CheckpointError)
     try:
         optimizer.load_state_dict(ckpt.optimizer_state)
     except (ValueError, KeyError, RuntimeError) as exc:

@@ -23,7 +23,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any
 
-ARCHITECTURES = ("logic", "mlp")
+from ..families import get_family
+
 CONNECTIONS = ("random", "unique")
 
 
@@ -35,12 +36,13 @@ class TrainConfig:
     split_seed: int = 0                 # seed of the train/validation split (independent of --seed)
 
     # --- model (the original's flags) ---------------------------------------------------------------
-    architecture: str = "logic"         # "logic": Flatten + l LogicLayers of width k + GroupSum; "mlp": ReLU MLP
+    architecture: str = "logic"         # the model family (diffgates.families): "logic", "mlp", ...
     num_neurons: int | None = None      # -k: width of every layer (logic gates, or MLP hidden units)
     num_layers: int | None = None       # -l: number of layers (logic layers, or MLP hidden layers)
     tau: float = 10.0                   # -t: GroupSum temperature (class score = block sum / tau)
     connections: str = "unique"         # --connections: "unique" (published experiments) or "random"
     grad_factor: float = 1.0            # --grad-factor: gradient multiplier into every logic layer (~2 for deep nets)
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # the family's own options (--NAME)
 
     # --- optimisation -------------------------------------------------------------------------------
     batch_size: int = 128               # -bs: global batch (split across DDP ranks, so results do not depend on N)
@@ -86,8 +88,11 @@ class TrainConfig:
         if not self.dataset:
             raise ValueError("no dataset: pass --dataset NAME or --preset NAME "
                              "(see `diffgates train --list-presets`)")
-        if self.architecture not in ARCHITECTURES:
-            raise ValueError(f"architecture={self.architecture!r} is not known; expected one of {ARCHITECTURES}")
+        family = get_family(self.architecture)  # ValueError naming the known families
+        if not isinstance(self.model_options, dict):
+            raise ValueError(f"model_options must be a mapping of option names to values, got "
+                             f"{self.model_options!r}")
+        family.check_options(self.model_options, where=f"--architecture {self.architecture} options")
         if self.num_neurons is None or self.num_layers is None:
             raise ValueError(f"the model size is not set: pass -k/--num-neurons and -l/--num-layers (got "
                              f"num_neurons={self.num_neurons!r}, num_layers={self.num_layers!r}) or a --preset")

@@ -1,9 +1,5 @@
 """Measuring and reporting a run: accuracy, ``results.json``, learning-curve PNG, machine info, progress bar.
 
-* ``accuracy_counts``: batched, ``no_grad`` accuracy of a model on raw dataset rows, in train mode
-  (the relaxed network on training-style inputs, ``encode(binary=False)``) or in eval mode (the
-  discrete network on exact bits, ``encode(binary=True)``), optionally on one shard of the rows
-  (distributed evaluation: rank r takes rows r, r+N, ...; the caller sums the counts).
 * ``write_results``: ``results.json``, written atomically.
 * ``plot_learning_curves``: ``learning_curves.png`` when matplotlib is importable (optional extra
   ``diffgates[plot]``); returns False otherwise so the caller prints one info line.
@@ -13,8 +9,8 @@
 
 Example::
 
-    correct, total = accuracy_counts(model, ds.x_test, ds.y_test, ds.encode, binary=True)
-    print(correct / total)
+    write_results("runs/x/results.json", results)
+    plot_learning_curves(results, "runs/x/learning_curves.png")
 """
 from __future__ import annotations
 
@@ -30,48 +26,11 @@ from typing import Any
 import torch
 
 from .. import __version__
-from .checkpoint import write_json_atomic
+from ..modelfiles import write_json_atomic
 
 # Columns of one evaluation record, in the order they are printed.
 EVAL_KEYS = ("step", "train_loss", "train_acc_train_mode", "val_acc_train_mode", "val_acc_eval_mode",
              "test_acc_train_mode", "test_acc_eval_mode", "elapsed_s")
-
-
-@torch.no_grad()
-def accuracy_counts(model: torch.nn.Module, x_raw: torch.Tensor, y: torch.Tensor,
-                    encode: Callable[[torch.Tensor, bool], torch.Tensor], *, binary: bool, train_mode: bool = False,
-                    batch_size: int = 2000, device: str | torch.device = "cpu",
-                    shard: tuple[int, int] = (0, 1)) -> tuple[int, int]:
-    """(correct, total) of ``model`` on the rows ``x_raw``/``y`` (or one shard of them).
-
-    Args:
-        model: classifier returning (N, n_classes) scores; its train/eval mode is restored afterwards.
-        x_raw: raw dataset rows (as stored by ``diffgates.data``); y: int64 labels.
-        encode: ``dataset.encode(x_raw_batch, binary)``.
-        binary: True for exact {0, 1} bits (the discrete network's inputs).
-        train_mode: evaluate the relaxed network (``model.train()``) instead of the discrete one.
-        batch_size: rows per forward pass.
-        device: where to run.
-        shard: (rank, world_size): this call evaluates rows rank, rank + world_size, ...
-
-    Returns:
-        (number of correct predictions, number of rows evaluated).
-    """
-    rank, world = shard
-    model = getattr(model, "module", model)
-    was_training = model.training
-    model.train(train_mode)
-    correct = 0
-    rows = torch.arange(rank, len(y), world)
-    try:
-        for start in range(0, len(rows), batch_size):
-            idx = rows[start:start + batch_size]
-            x = encode(x_raw[idx].to(device, non_blocking=True), binary)  # encode where the model runs
-            pred = model(x).argmax(-1).cpu()
-            correct += int((pred == y[idx]).sum())
-    finally:
-        model.train(was_training)
-    return correct, len(rows)
 
 
 def machine_info(device: str | torch.device = "cpu") -> dict[str, Any]:

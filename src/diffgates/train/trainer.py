@@ -45,10 +45,11 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..families import accuracy_counts, build_model, get_family
+from ..modelfiles import save_model
 from . import checkpoint as ckpt_io
 from .config import TrainConfig, config_differences
-from .metrics import Progress, accuracy_counts, format_evaluation, machine_info, plot_learning_curves, write_results
-from .model_spec import build_model, layer_widths, logic_spec, mlp_spec
+from .metrics import Progress, format_evaluation, machine_info, plot_learning_curves, write_results
 from .threads import default_threads
 
 RESULTS_FORMAT = "diffgates.results"
@@ -200,6 +201,7 @@ class Trainer:
     def __init__(self, config: TrainConfig, out_dir: str | os.PathLike, *, data_dir: str | None = None,
                  dataset: Any = None, resume: bool = False, log: Callable[[str], None] | None = None):
         self.config = config.validate()
+        self.family = get_family(self.config.architecture)
         self.out_dir = Path(out_dir)
         self.data_dir = data_dir
         self.dataset = dataset
@@ -254,16 +256,7 @@ class Trainer:
                 path.unlink(missing_ok=True)
 
     def _spec(self, ds: Any) -> dict[str, Any]:
-        cfg = self.config
-        shape = [int(d) for d in ds.input_shape]
-        if cfg.architecture == "mlp":
-            return mlp_spec(int(ds.n_inputs), int(ds.n_classes), cfg.num_neurons, cfg.num_layers, shape)
-        if cfg.num_neurons % int(ds.n_classes):
-            raise ValueError(f"-k {cfg.num_neurons} is not divisible by the {ds.n_classes} classes of {cfg.dataset}: "
-                             f"GroupSum splits the last layer into {ds.n_classes} equal blocks; choose -k as a "
-                             f"multiple of {ds.n_classes}")
-        return logic_spec(int(ds.n_inputs), int(ds.n_classes), cfg.num_neurons, cfg.num_layers, cfg.tau,
-                          cfg.connections, cfg.grad_factor, shape)
+        return self.family.spec_from_config(self.config, ds)
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         """SIGINT/SIGTERM ask the loop to stop after the current step and checkpoint (a second SIGINT aborts)."""
@@ -391,11 +384,7 @@ class Trainer:
                      f"{state['best']['step']} (the run was killed while saving); it is replaced at the next improvement")
 
     def _describe_model(self) -> str:
-        widths = layer_widths(self.spec)
-        params = sum(p.numel() for p in self.model.parameters())
-        if self.spec["kind"] == "logic":
-            return f"logic net, {len(widths)} layers x {widths[0]} = {sum(widths)} gates, {params} parameters"
-        return f"ReLU MLP (not a logic net), hidden {self.spec['hidden']}, {params} parameters"
+        return self.family.describe(self.spec, self.model)
 
     def _train_step(self, step: int, order: DataOrder, running: torch.Tensor) -> None:
         cfg, ds, dist = self.config, self.ds, self.dist
@@ -479,10 +468,13 @@ class Trainer:
 
     # -- evaluation, saving ------------------------------------------------------------------------
 
-    def _accuracy(self, x: torch.Tensor, y: torch.Tensor, *, binary: bool, train_mode: bool) -> float | None:
-        correct, total = accuracy_counts(self.model, x, y, self.ds.encode, binary=binary, train_mode=train_mode,
-                                         batch_size=self.config.eval_batch_size, device=self.device,
-                                         shard=(self.dist.rank, self.dist.world_size))
+    def _accuracy(self, x: torch.Tensor, y: torch.Tensor, *, deployed: bool) -> float | None:
+        """Accuracy on rows x/y: as deployed (the family's rule) or relaxed (train mode, training inputs)."""
+        kw = dict(batch_size=self.config.eval_batch_size, device=self.device, shard=(self.dist.rank, self.dist.world_size))
+        if deployed:
+            correct, total = self.family.deployed_accuracy(self.model, x, y, self.ds.encode, **kw)
+        else:
+            correct, total = accuracy_counts(self.model, x, y, self.ds.encode, binary=False, train_mode=True, **kw)
         correct, total = self._all_reduce([float(correct), float(total)])
         return correct / total if total else None
 
@@ -490,14 +482,12 @@ class Trainer:
         t0 = time.monotonic()
         ds, state = self.ds, self.state
         loss_sum, correct, count = running.tolist()
-        logic = self.spec["kind"] == "logic"
         record: dict[str, Any] = {"step": step, "train_loss": loss_sum / count,
                                   "train_acc_train_mode": correct / count}
         for split, x, y in (("val", ds.x_val, ds.y_val), ("test", ds.x_test, ds.y_test)):
-            relaxed = self._accuracy(x, y, binary=False, train_mode=True)
-            # An MLP has no discrete form: its "eval mode" accuracy is its plain accuracy.
-            discrete = self._accuracy(x, y, binary=True, train_mode=False) if logic else relaxed
-            record[f"{split}_acc_train_mode"], record[f"{split}_acc_eval_mode"] = relaxed, discrete
+            record[f"{split}_acc_train_mode"] = self._accuracy(x, y, deployed=False)
+            # "Eval mode" is the model as deployed: for a logic net the discrete circuit on exact bits.
+            record[f"{split}_acc_eval_mode"] = self._accuracy(x, y, deployed=True)
         state["eval_s"] += time.monotonic() - t0
         record["elapsed_s"] = elapsed()
         state["evaluations"].append(record)
@@ -513,8 +503,8 @@ class Trainer:
             common = dict(spec=self.spec, config=self.config.to_dict(),
                           input_layout=getattr(ds, "input_layout", None))
             if improved:
-                ckpt_io.save_model(self.model, self.out_dir / "best", step=step, metrics=record, **common)
-            ckpt_io.save_model(self.model, self.out_dir / "model", step=step, metrics=record, **common)
+                save_model(self.model, self.out_dir / "best", step=step, metrics=record, **common)
+            save_model(self.model, self.out_dir / "model", step=step, metrics=record, **common)
             state["io_s"] += time.monotonic() - t_io
             self._write_results(step, elapsed(), "running")
 
@@ -531,7 +521,6 @@ class Trainer:
     def _write_results(self, step: int, elapsed_s: float, status: str, final: bool = False) -> dict[str, Any]:
         """Assemble results.json (rank 0 writes it; every rank returns it)."""
         cfg, state, ds, spec = self.config, self.state, self.ds, self.spec
-        widths = layer_widths(spec)
         evals = state["evaluations"]
         best = state["best"]
         train_s = max(elapsed_s - state["eval_s"] - state["io_s"], 0.0)
@@ -541,12 +530,7 @@ class Trainer:
             "dataset": {"name": cfg.dataset, "n_inputs": int(ds.n_inputs), "n_classes": int(ds.n_classes),
                         "n_train": len(ds.y_train), "n_val": len(ds.y_val), "n_test": len(ds.y_test),
                         "class_names": list(getattr(ds, "class_names", []) or [])},
-            "model": {"kind": spec["kind"], "is_logic_net": spec["kind"] == "logic",
-                      "parameters": sum(p.numel() for p in self.model.parameters()),
-                      **({"gates_total": sum(widths), "gates_per_layer": widths} if spec["kind"] == "logic"
-                         else {"units_total": sum(widths), "units_per_layer": widths,
-                               "note": "a float ReLU MLP baseline, not a logic net: its eval-mode accuracy is "
-                                       "its plain accuracy"})},
+            "model": self.family.size(spec, self.model),
             "evaluations": evals,
             "best": best,
             "best_selection": "val_acc_eval_mode" if len(ds.y_val) else "latest evaluation (no validation split)",

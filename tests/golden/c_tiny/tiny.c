@@ -12,6 +12,14 @@
 #define DG_NOINLINE
 #endif
 #define DG_RESTRICT restrict
+/* runtime pieces a given circuit may not need (no threshold cells, a 'bits' head): no warning */
+#if defined(__GNUC__) || defined(__clang__)
+#define DG_UNUSED __attribute__((unused))
+#define DG_INLINE inline __attribute__((always_inline))
+#else
+#define DG_UNUSED
+#define DG_INLINE inline
+#endif
 /* The gate chunks build with light optimisation (fast to compile, and straight-line bitwise code gains
    nothing from more); the small runtime loops below ask GCC for -O2 whatever the command line says. */
 #if defined(__GNUC__) && !defined(__clang__)
@@ -32,6 +40,13 @@ typedef uint64_t dg_word;
 #define DG_INPUTS 6
 #define DG_CLASSES 2
 #define DG_COUNT_BITS 3
+#define DG_OUTPUTS 8
+/* 1: the results are the output bits; 0: the class counts of the output groups */
+#define DG_BITS_HEAD 0
+/* results buffer per block: count planes of every class, or the output words */
+#define DG_RES_WORDS 6
+/* count bits of the longest popcount row of a threshold cell (at least 1) */
+#define DG_ROW_BITS 1
 /* scratch words per block: the DG_INPUTS input words, then the live-value slots */
 #define DG_WORDS 12
 /* the word at byte offset off of buffer w (tables hold byte offsets: no scaling in the inner loops) */
@@ -39,9 +54,9 @@ typedef uint64_t dg_word;
 
 
 DG_OPTIMIZE_BEGIN
-/* Add word x, of weight 2^k, to the bit-sliced counter planes[0 .. DG_COUNT_BITS). */
-static inline void dg_add_at(dg_word *planes, dg_word x, int k) {
-    for (; k < DG_COUNT_BITS; ++k) {
+/* Add word x, of weight 2^k, to the bit-sliced counter planes[0 .. nbits). */
+static inline void dg_add_at(dg_word *planes, dg_word x, int k, int nbits) {
+    for (; k < nbits; ++k) {
         dg_word carry = planes[k] & x;
         planes[k] ^= x;
         x = carry;
@@ -51,14 +66,14 @@ static inline void dg_add_at(dg_word *planes, dg_word x, int k) {
 /* Carry-save adder: (h, l) = two-bit sum of a + b + c; l may be the same variable as a. */
 #define DG_CSA(h, l, a, b, c) do { dg_word u_ = (a) ^ (b); h = ((a) & (b)) | (u_ & (c)); l = u_ ^ (c); } while (0)
 
-/* planes <- number of set bits among the words at byte offsets off[0 .. n) of w, per sample
+/* planes[0 .. nbits) <- number of set bits among the words at byte offsets off[0 .. n) of w, per sample
    (Harley-Seal: 16 words per step, then one ripple add of weight 16). */
-static void dg_group_sum(const dg_word *w, const int32_t *off, size_t n, dg_word *planes) {
+static DG_INLINE void dg_popcount_into(const dg_word *w, const int32_t *off, size_t n, dg_word *planes, int nbits) {
     dg_word ones = DG_ZERO, twos = DG_ZERO, fours = DG_ZERO, eights = DG_ZERO;
     dg_word twos_a, twos_b, fours_a, fours_b, eights_a, eights_b, sixteens;
     size_t i;
     int k;
-    for (k = 0; k < DG_COUNT_BITS; ++k) planes[k] = DG_ZERO;
+    for (k = 0; k < nbits; ++k) planes[k] = DG_ZERO;
     for (i = 0; i + 16 <= n; i += 16) {
         const int32_t *x = off + i;
         DG_CSA(twos_a, ones, ones, DG_AT(w, x[0]), DG_AT(w, x[1]));
@@ -76,34 +91,64 @@ static void dg_group_sum(const dg_word *w, const int32_t *off, size_t n, dg_word
         DG_CSA(fours_b, twos, twos, twos_a, twos_b);
         DG_CSA(eights_b, fours, fours, fours_a, fours_b);
         DG_CSA(sixteens, eights, eights, eights_a, eights_b);
-        dg_add_at(planes, sixteens, 4);
+        dg_add_at(planes, sixteens, 4, nbits);
     }
-    for (; i < n; ++i) dg_add_at(planes, DG_AT(w, off[i]), 0);
-    dg_add_at(planes, ones, 0);
-    dg_add_at(planes, twos, 1);
-    dg_add_at(planes, fours, 2);
-    dg_add_at(planes, eights, 3);
+    for (; i < n; ++i) dg_add_at(planes, DG_AT(w, off[i]), 0, nbits);
+    dg_add_at(planes, ones, 0, nbits);
+    dg_add_at(planes, twos, 1, nbits);
+    dg_add_at(planes, fours, 2, nbits);
+    dg_add_at(planes, eights, 3, nbits);
+}
+
+/* A class's count: the inlined popcount with the constant DG_COUNT_BITS, so its ripple adds unroll
+   (kept out of line: inlined into dg_exec it slowed the gate loops down by a third). */
+DG_UNUSED static DG_NOINLINE void dg_group_sum(const dg_word *w, const int32_t *off, size_t n, dg_word *planes) {
+    dg_popcount_into(w, off, n, planes, DG_COUNT_BITS);
+}
+
+DG_UNUSED static DG_NOINLINE void dg_popcount(const dg_word *w, const int32_t *off, size_t n, dg_word *planes,
+                                              int nbits) {
+    dg_popcount_into(w, off, n, planes, nbits);
+}
+
+/* A threshold cell: per sample, whether at least t of the n words at off are set (1 <= t <= n). The
+   count's planes are compared with the constant from the top bit down: gt |= eq & bit where t's bit
+   is 0, eq keeps the samples whose bits so far equal t's. */
+DG_UNUSED static dg_word dg_threshold(const dg_word *w, const int32_t *off, size_t n, int64_t t) {
+    dg_word planes[DG_ROW_BITS], gt = DG_ZERO, eq = DG_ONES;
+    int nbits = 0, k;
+    while (nbits < 62 && ((size_t)1 << nbits) <= n) ++nbits;
+    dg_popcount(w, off, n, planes, nbits);
+    for (k = nbits - 1; k >= 0; --k) {
+        if ((t >> k) & 1) {
+            eq &= planes[k];
+        } else {
+            gt |= eq & planes[k];
+            eq &= ~planes[k];
+        }
+    }
+    return gt | eq;
 }
 DG_OPTIMIZE_END
 
-static const int32_t dg_group_0[4] = {80,64,88,0};
-static const int32_t dg_group_1[4] = {88,56,48,72};
-static DG_NOINLINE void dg_chunk_0(dg_word *DG_RESTRICT w, dg_word *DG_RESTRICT cnt) {
-    const dg_word t6 = w[0] & w[1];
-    const dg_word t9 = w[5] ^ w[0];
-    const dg_word t7 = w[1] & ~w[2];
-    const dg_word t10 = t6 | t7;
-    w[6] = ~(w[5] ^ t9);
-    const dg_word t8 = ~w[3] & w[4];
-    w[7] = t10 | ~w[6];
-    w[8] = ~w[7] | t9;
-    w[9] = ~(w[2] | t8);
-    w[10] = ~(w[9] & w[8]);
-    w[11] = DG_ZERO;
-    dg_group_sum(w, dg_group_0, 4, cnt + 0);
-    w[11] = DG_ONES;
-    dg_group_sum(w, dg_group_1, 4, cnt + 3);
-    (void)w; (void)cnt;
+static const int32_t dg_group_0[4] = {88,64,80,0};
+static const int32_t dg_group_1[4] = {80,56,48,72};
+static DG_NOINLINE void dg_chunk_0(dg_word *DG_RESTRICT w, dg_word *DG_RESTRICT res) {
+    const dg_word t7 = w[0] & w[1];
+    const dg_word t10 = w[0] ^ w[5];
+    const dg_word t8 = w[1] & ~w[2];
+    const dg_word t11 = t7 | t8;
+    w[6] = ~(w[5] ^ t10);
+    const dg_word t9 = ~w[3] & w[4];
+    w[7] = t11 | ~w[6];
+    w[8] = t10 | ~w[7];
+    w[9] = ~(w[2] | t9);
+    w[10] = DG_ZERO;
+    w[11] = ~(w[9] & w[8]);
+    dg_group_sum(w, dg_group_0, 4, res + 0);
+    w[10] = DG_ONES;
+    dg_group_sum(w, dg_group_1, 4, res + 3);
+    (void)w; (void)res;
 }
 
 DG_OPTIMIZE_BEGIN
@@ -173,7 +218,7 @@ static void dg_pack_block(const unsigned char *const *rows, dg_word *w, dg_word 
 }
 
 /* Count bit planes -> int32 counts of the first `valid` samples (row-major: sample, class). */
-static void dg_unpack(const dg_word *cnt, size_t valid, int32_t *counts) {
+DG_UNUSED static void dg_unpack(const dg_word *cnt, size_t valid, int32_t *counts) {
     size_t j;
     int c, w;
     for (j = 0; j < valid; ++j) {
@@ -185,9 +230,9 @@ static void dg_unpack(const dg_word *cnt, size_t valid, int32_t *counts) {
     }
 }
 
-static void dg_eval(const int32_t *table, size_t len, dg_word *DG_RESTRICT w, dg_word *DG_RESTRICT cnt) {
+static void dg_eval(const int32_t *table, size_t len, dg_word *DG_RESTRICT w, dg_word *DG_RESTRICT res) {
     (void)table; (void)len;
-    dg_chunk_0(w, cnt);
+    dg_chunk_0(w, res);
 }
 
 /* Heap buffer aligned to 64 bytes for dg_word (C99 has no aligned_alloc); free(*base) releases it. */
@@ -218,19 +263,28 @@ static void dg_block_rows(const unsigned char *x, size_t n, size_t first, const 
     }
 }
 
-/* Blocks [b0, b1) of a batch of n samples, from x (rows of bytes) or packed (see dg_pack_range);
-   table: the step table ("table" layout; unused by the "code" layout). */
+/* Output words -> one byte (0/1) per sample and output, sample-major ('bits' head). */
+DG_UNUSED static void dg_unpack_bits(const dg_word *res, size_t valid, unsigned char *bits) {
+    size_t j, o;
+    for (o = 0; o < DG_OUTPUTS; ++o)
+        for (j = 0; j < valid; ++j)
+            bits[j * DG_OUTPUTS + o] = (unsigned char)((DG_LANE(res[o], j / 64) >> (j % 64)) & 1u);
+}
+
+/* Blocks [b0, b1) of a batch of n samples, from x (rows of bytes) or packed (see dg_pack_range),
+   into out: int32 counts (grouped heads) or 0/1 bytes of the outputs ('bits' head); table: the step
+   table ("table" layout; unused by the "code" layout). */
 static int dg_run(const int32_t *table, size_t table_len, const unsigned char *x, const uint64_t *packed,
-                  size_t n, int32_t *counts, size_t b0, size_t b1) {
-    void *base_w, *base_cnt, *base_acc;
+                  size_t n, void *out, size_t b0, size_t b1) {
+    void *base_w, *base_res, *base_acc;
     dg_word *w = (dg_word *)dg_alloc(sizeof(dg_word) * (DG_WORDS + 1), &base_w);
-    dg_word *cnt = (dg_word *)dg_alloc(sizeof(dg_word) * (DG_CLASSES * DG_COUNT_BITS), &base_cnt);
+    dg_word *res = (dg_word *)dg_alloc(sizeof(dg_word) * DG_RES_WORDS, &base_res);
     dg_word *acc = (dg_word *)dg_alloc(sizeof(dg_word) * (DG_CHUNKS * DG_BLOCK / 8 + 1), &base_acc);
     unsigned char *pad = (unsigned char *)malloc(DG_PAD_ROWS * DG_ROW_BYTES + 1);
     const unsigned char *rows[DG_BLOCK];
     size_t blk;
     int status = 0;
-    if (!w || !cnt || !acc || !pad) {
+    if (!w || !res || !acc || !pad) {
         status = -1;
     } else {
         for (blk = b0; blk < b1; ++blk) {
@@ -242,12 +296,16 @@ static int dg_run(const int32_t *table, size_t table_len, const unsigned char *x
             } else {
                 memcpy(w, packed + blk * DG_INPUTS * DG_LANES, sizeof(dg_word) * DG_INPUTS);
             }
-            dg_eval(table, table_len, w, cnt);
-            dg_unpack(cnt, valid, counts + first * DG_CLASSES);
+            dg_eval(table, table_len, w, res);
+#if DG_BITS_HEAD
+            dg_unpack_bits(res, valid, (unsigned char *)out + first * DG_OUTPUTS);
+#else
+            dg_unpack(res, valid, (int32_t *)out + first * DG_CLASSES);
+#endif
         }
     }
     free(base_w);
-    free(base_cnt);
+    free(base_res);
     free(base_acc);
     free(pad);
     return status;

@@ -1,7 +1,7 @@
 /* tiny.h: a logic gate network exported by diffgates as C99 with no dependencies.
  *
  * Circuit: 6 input bits; 16 gates (12 after folding constants and copies);
- * 2 classes of 4 outputs each; tau = 2.0.
+ * 2 classes of 4 outputs each; tau = 2.0 (head: group_sum).
  * Words: portable uint64_t words; layout: code.
  *
  * ABI
@@ -37,6 +37,7 @@
 #include <stdint.h>
 
 #define TINY_NUM_INPUTS 6
+#define TINY_NUM_OUTPUTS 8
 #define TINY_NUM_CLASSES 2
 #define TINY_GROUP_SIZE 4
 #define TINY_TAU 2.0
