@@ -26,6 +26,7 @@ from diffgates.cli import main as cli_main
 from diffgates.modelfiles import load_model
 from diffgates.train import PRESETS, TrainConfig, resolve_preset
 from diffgates.train import trainer as trainer_mod
+from diffgates.train.checkpoint import read_checkpoint_info
 from diffgates.train.config import config_differences
 from diffgates.train.trainer import DataOrder
 
@@ -313,7 +314,8 @@ def test_kill_9_then_resume_reproduces_the_uninterrupted_run(tmp_path, driver, f
         proc.wait()
         proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
-    killed_at = json.loads((out / "checkpoint.json").read_text())["step"]
+    # The checkpoint is its safetensors file (checkpoint.json is a readable copy, written after it).
+    killed_at = read_checkpoint_info(out)["step"]
     assert 0 < killed_at < 150, f"the run was not killed mid-way (checkpoint at step {killed_at})"
 
     # Resume in this process (same --threads 1): it must end exactly where the uninterrupted run ended.

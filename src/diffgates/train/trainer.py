@@ -29,6 +29,7 @@ Run: ``python -m diffgates train --dataset mnist -k 2000 -l 4 -t 10 -bs 100 -ni 
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import os
@@ -285,12 +286,32 @@ class Trainer:
         cfg = self.config
         threads_before = torch.get_num_threads()
         self.dist = init_distributed(cfg.device)
+        finished = False
         try:
-            return self._run(t_setup)
+            results = self._run(t_setup)
+            finished = True
+            return results
         finally:
             torch.set_num_threads(threads_before)  # why: --threads must not leak into the caller's process
             if self.dist.enabled and torch.distributed.is_initialized():
-                torch.distributed.destroy_process_group()
+                self._close_process_group(wait_for_peers=finished)
+
+    def _close_process_group(self, wait_for_peers: bool) -> None:
+        """Release the DDP wrapper, then destroy the process group (after a run that finished on this
+        rank, together with the other ranks; after an error at once, so a failing rank never waits).
+
+        why: a DDP reducer that outlives its process group is destroyed during interpreter shutdown,
+        where Gloo's worker threads abort the process ("terminate called without an active exception").
+        """
+        if getattr(self, "train_model", None) is not None:
+            self.train_model = self.model
+            gc.collect()
+        if wait_for_peers:
+            try:
+                torch.distributed.barrier()  # no rank tears its connections down while another still uses them
+            except RuntimeError:
+                pass  # a peer failed meanwhile: destroy what is left
+        torch.distributed.destroy_process_group()
 
     def _run(self, t_setup: float) -> dict[str, Any]:
         cfg, dist = self.config, self.dist
