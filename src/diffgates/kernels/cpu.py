@@ -17,11 +17,12 @@ Layout: the kernel keeps activations feature-major (see ``cpu_kernel.c`` for the
 layers hand these views to each other without copies; code that needs ``.view`` on an output calls
 ``.contiguous()`` first, as for any transposed tensor.
 
-The C library is compiled on first use through ``diffgates._native.build_shared_library`` (cached on
-disk by source hash, about a second) and loaded with ctypes. ``unavailable_reason()`` says why it
-cannot be built here (no compiler: ``DIFFGATES_CC=/nonexistent``), and ``diffgates.kernels`` then
-falls back to the reference with one warning. Threads: ``torch.get_num_threads()`` at call time
-(one for layers too small to gain from more, see ``PARALLEL_GRAIN``).
+The C library is compiled on first use through ``diffgates._native.open_library`` (cached on disk by
+source hash, about a second; checked, and rebuilt when damaged, before loading) and loaded with
+ctypes. ``unavailable_reason()`` says why it cannot be built here (no compiler:
+``DIFFGATES_CC=/nonexistent``), and ``diffgates.kernels`` then falls back to the reference with one
+warning. Threads: ``torch.get_num_threads()`` at call time (one for layers too small to gain from
+more, see ``PARALLEL_GRAIN``).
 
 Usage::
 
@@ -72,8 +73,7 @@ def _build_flags() -> list[str]:
 @lru_cache(maxsize=None)
 def _library() -> ctypes.CDLL:
     """Build (or fetch from the cache) and load the kernel library; raises CompilationError/OSError."""
-    lib = _native.load_library(_native.build_shared_library(_SOURCE.read_text(), "diffgates_cpu_kernel",
-                                                            _build_flags()))
+    lib = _native.open_library(_SOURCE.read_text(), "diffgates_cpu_kernel", _build_flags())[1]
     lib.dg_check_connections.argtypes = [_ptr, _i64, _i64]
     lib.dg_check_connections.restype = _i64
     lib.dg_check_index.argtypes = [_ptr, _i64, _i64]

@@ -142,8 +142,7 @@ class CompiledCircuit(CircuitEngine):
         self.source = engine_source(self.program, self._isa)
         self.codegen_seconds = time.perf_counter() - start
         self.flags = (*optimization_flags(), *self._isa.flags, *parallel_flags())
-        self.library_path = _native.build_shared_library(self.source, f"circuit_{self._isa.name}", self.flags)
-        self._lib = _native.load_library(self.library_path)
+        self.library_path, self._lib = _native.open_library(self.source, f"circuit_{self._isa.name}", self.flags)
         self.build_seconds = time.perf_counter() - start
         for name in ("dg_results", "dg_results_packed"):
             getattr(self._lib, name).argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p, ctypes.c_int64,

@@ -110,8 +110,7 @@ class NaiveCircuit:
         self.circuit = circuit
         self.source = naive_source(circuit)
         self.flags = tuple(flags)
-        self.library_path = _native.build_shared_library(self.source, "naive_circuit", self.flags)
-        self._lib = _native.load_library(self.library_path)
+        self.library_path, self._lib = _native.open_library(self.source, "naive_circuit", self.flags)
         self._lib.naive_counts.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_void_p]
         self._lib.naive_counts.restype = ctypes.c_int
         self.build_seconds = time.perf_counter() - start
