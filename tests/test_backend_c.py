@@ -6,7 +6,7 @@ over awkward batch sizes (1, 63, 65, 157, 1000: below, at and across word and bl
 word types this machine runs ('u64' always, 'avx2' when the CPU has it), both layouts ('code' and
 'table') and 1 or 2 threads. Circuits are small, so the whole file builds and runs in seconds.
 
-Run: ``PYTHONPATH=src python -m pytest tests/test_engine_c.py -q``
+Run: ``PYTHONPATH=src python -m pytest tests/test_backend_c.py -q``
 """
 from __future__ import annotations
 

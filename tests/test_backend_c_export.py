@@ -8,12 +8,13 @@ Golden files: ``tests/golden/c_tiny/`` holds the exact export of a fixed 6-input
 16 gates (portable words, straight-line layout), so a refactor of the generator shows as a diff.
 After an intended change, regenerate and review the diff:
 
-    DIFFGATES_UPDATE_GOLDEN=1 PYTHONPATH=src python -m pytest tests/test_export_c.py -k golden
+    DIFFGATES_UPDATE_GOLDEN=1 PYTHONPATH=src python -m pytest tests/test_backend_c_export.py -k golden
 
-Run: ``PYTHONPATH=src python -m pytest tests/test_export_c.py -q``
+Run: ``PYTHONPATH=src python -m pytest tests/test_backend_c_export.py -q``
 """
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -143,12 +144,28 @@ def test_makefile_builds_the_example(tmp_path):
     assert np.array_equal(_run_example(tmp_path / "example", x), predict(tiny_circuit(), x))
 
 
-def test_example_rejects_malformed_lines(tmp_path):
+def _sanitized_build(folder: Path, name: str) -> Path:
+    """The example built with AddressSanitizer (leaks included) and UBSan, or the plain build without them."""
+    cmd = [compiler(), *STRICT, "-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-o",
+           str(folder / "example_asan"), str(folder / "example_main.c"), str(folder / f"{name}.c")]
+    if subprocess.run(cmd, capture_output=True).returncode == 0:
+        return folder / "example_asan"
+    return _build(folder, name, "portable")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("0 1 0\n", "line 1: 3 bits, expected 6"),
+    ("010101\n01x101\n", "line 2: character 120 is not a bit"),  # never silently skipped
+    ("0101010\n", "line 1: more than 6 bits"),
+    ("010101\n0101\n" + "010101\n" * 3000, "line 2: 4 bits, expected 6"),  # after the buffer grew: freed too
+])
+def test_example_rejects_malformed_lines_without_leaking(tmp_path, text, message):
     export_c(tiny_circuit(), tmp_path, name="tiny")
-    exe = _build(tmp_path, "tiny", "portable")
-    proc = subprocess.run([str(exe)], input="0 1 0\n", capture_output=True, text=True)
-    assert proc.returncode == 1 and "line 1: 3 bits, expected 6" in proc.stderr
-    proc = subprocess.run([str(exe), str(tmp_path / "missing.txt")], capture_output=True, text=True)
+    exe = _sanitized_build(tmp_path, "tiny")
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:exitcode=99", "UBSAN_OPTIONS": "halt_on_error=1"}
+    proc = subprocess.run([str(exe)], input=text, capture_output=True, text=True, env=env)
+    assert proc.returncode == 1 and message in proc.stderr, proc.stderr  # 99 would be a leak or a sanitizer error
+    proc = subprocess.run([str(exe), str(tmp_path / "missing.txt")], capture_output=True, text=True, env=env)
     assert proc.returncode == 1 and "missing.txt" in proc.stderr
 
 

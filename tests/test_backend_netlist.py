@@ -28,6 +28,7 @@ import pytest
 from circuit_cases import (all_bits, check_golden, model_counts, random_bits, random_cell_circuit, random_circuit,
                            random_model)
 from diffgates import gates
+from diffgates._atomic import is_temp_file
 from diffgates.backends.netlist import abc as abc_report
 from diffgates.backends.netlist.aig import (GATE_RECIPES, Aig, Names, and_levels, balanced_reduce, count_aig,
                                             lower_to_aig, tree_depth)
@@ -394,7 +395,7 @@ def test_aiger_roundtrip(tmp_path, suffix):
     assert np.array_equal(aig.evaluate(bits), _expected(c, bits))
     assert aig.input_names[3] == "x[3]" and aig.output_names[16] == "count_c0[0]"
     assert any("raw output bits" in line for line in aig.comments)
-    assert not list(tmp_path.glob(".*.tmp"))  # the atomic writer left no temp file
+    assert not [p for p in tmp_path.iterdir() if is_temp_file(p)]  # the atomic writer left no temp file
 
 
 def test_aiger_binary_and_ascii_agree(tmp_path):

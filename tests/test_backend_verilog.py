@@ -29,6 +29,7 @@ import pytest
 from circuit_cases import (all_bits, check_golden, model_counts, random_bits, random_cell_circuit, random_circuit,
                            random_model)
 from diffgates import gates
+from diffgates._atomic import is_temp_file
 from diffgates.backends.verilog import emit
 from diffgates.backends.verilog.emit import export_verilog, generate_verilog
 from diffgates.backends.verilog.simulate import SimulatorNotFound, make_testbench, run_testbench, verify_verilog
@@ -393,7 +394,7 @@ def test_sidecar_names_the_head(tmp_path):
     assert side["head"] == "bits" and side["thresholds"] == 5 and side["outputs"] == 8
     assert {p["name"]: p["width"] for p in side["ports"]}["y"] == 8 == info.y_width
     assert side["latency"] == info.latency and "y[k] = output bit k" in side["output_encoding"]
-    assert not list(tmp_path.glob(".*.tmp"))  # written atomically: no temp files left
+    assert not [p for p in tmp_path.iterdir() if is_temp_file(p)]  # written atomically: no temp files left
 
 
 def test_dead_logic_is_left_out():

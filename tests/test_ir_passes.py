@@ -1,7 +1,7 @@
 """Tests of the circuit simplification passes: every pass keeps every output's value for every input.
 
 Small circuits are checked on all 2**10 input vectors, larger ones on random inputs, and models
-against their eval output. Run: ``PYTHONPATH=src python -m pytest tests/test_passes.py -q``.
+against their eval output. Run: ``PYTHONPATH=src python -m pytest tests/test_ir_passes.py -q``.
 """
 from __future__ import annotations
 

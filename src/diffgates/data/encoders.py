@@ -40,6 +40,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._atomic import atomic_write
+
 __all__ = ["ThermometerEncoder", "Buckets", "OneHotEncoder"]
 
 _FORMAT = "diffgates.ThermometerEncoder"
@@ -222,8 +224,8 @@ class ThermometerEncoder:
         return cls(int(d["num_thresholds"]), d["thresholds"], axis=int(d.get("axis", 1)))
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the fitted thresholds as JSON (float64 values round-trip exactly)."""
-        with open(path, "w", encoding="utf-8") as f:
+        """Write the fitted thresholds as JSON, atomically (float64 values round-trip exactly)."""
+        with atomic_write(path, "w") as f:
             json.dump(self.to_dict(), f, indent=1)
             f.write("\n")
 

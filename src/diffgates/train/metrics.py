@@ -1,8 +1,8 @@
 """Measuring and reporting a run: accuracy, ``results.json``, learning-curve PNG, machine info, progress bar.
 
 * ``write_results``: ``results.json``, written atomically.
-* ``plot_learning_curves``: ``learning_curves.png`` when matplotlib is importable (optional extra
-  ``diffgates[plot]``); returns False otherwise so the caller prints one info line.
+* ``plot_learning_curves``: ``learning_curves.png`` (written atomically) when matplotlib is importable
+  (optional extra ``diffgates[plot]``); returns False otherwise so the caller prints one info line.
 * ``machine_info``: CPU, threads, torch/python versions (and the GPU name on CUDA) for the record.
 * ``Progress``: a small progress bar on stderr (step, rate, ETA, loss, accuracy); plain periodic lines
   instead when stderr is not a terminal or the bar is turned off (``--no-progress``).
@@ -20,12 +20,12 @@ import sys
 import time
 from collections.abc import Callable
 from typing import TextIO
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from .. import __version__
+from .._atomic import atomic_write
 from ..modelfiles import write_json_atomic
 
 # Columns of one evaluation record, in the order they are printed.
@@ -101,11 +101,11 @@ def plot_learning_curves(results: dict[str, Any], path: str | os.PathLike) -> bo
     title = results.get("config", {}).get("preset") or results.get("config", {}).get("dataset", "")
     fig.suptitle(f"diffgates train: {title}")
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_write(path, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)  # why: a file object has no suffix to tell the format by
+    finally:
+        plt.close(fig)
     return True
 
 

@@ -250,10 +250,11 @@ class Trainer:
                                   f"to continue it, or choose another --out folder")
 
     def _remove_stale_temp_files(self) -> None:
-        """Delete half-written temp files a killed run left behind (ours only: ``.<run file>.*``)."""
-        names = [*RUN_FILES, "checkpoint.json", "model.json", "best.json", "learning_curves.png"]
+        """Delete half-written temp files a killed run left behind (ours only: ``_atomic.is_temp_file``)."""
+        from .._atomic import is_temp_file
+
         for path in self.out_dir.iterdir():
-            if path.is_file() and any(path.name.startswith(f".{name}.") for name in names):
+            if path.is_file() and is_temp_file(path.name):
                 path.unlink(missing_ok=True)
 
     def _spec(self, ds: Any) -> dict[str, Any]:

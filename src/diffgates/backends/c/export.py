@@ -13,7 +13,9 @@
 From the command line: ``diffgates export c MODEL OUTDIR [--name NAME] [--isa portable|avx2]``
 (``diffgates.commands.export``).
 
-Every file is written atomically (``diffgates._atomic``). Example::
+The four files are written as one set (``diffgates._atomic.atomic_files``): each whole, and none
+replaces a file of a previous export before all four are written; a missing OUTDIR appears with all
+of them or not at all. Example::
 
     from diffgates.backends.c.export import export_c
     export_c(circuit, "out/", name="mnist_net")
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..._atomic import atomic_write
+from ..._atomic import atomic_files
 from ...ir import Circuit
 from .._text import join_numbers
 from .program import LAYOUTS, count_steps, encode_table, lower
@@ -328,8 +330,8 @@ def export_c(circuit: Circuit, outdir, name: str = "logic_net", isa: str = "port
 
     Args:
         circuit: the ``Circuit`` (``diffgates.export_c`` also takes a model).
-        outdir: folder to write into (created if missing; existing files of these names are replaced,
-            each atomically).
+        outdir: folder to write into (created if missing; existing files of these names are replaced
+            only once all four new ones are written, see ``diffgates._atomic.atomic_files``).
         name: C identifier used for the files, the functions and the ``NAME_`` macros.
         isa: 'portable' (plain C99 on uint64_t, any compiler) or 'avx2' (GCC/clang vector extensions,
             compile with -mavx2).
@@ -368,12 +370,8 @@ def export_c(circuit: Circuit, outdir, name: str = "logic_net", isa: str = "port
         "example_main.c": _example(name, circuit, flag),
         "Makefile": _MAKEFILE.format(name=name, flag=flag),
     }
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for filename, text in files.items():
-        path = out / filename
-        with atomic_write(path, "w") as f:
-            f.write(text)
-        paths.append(path)
-    return paths
+    with atomic_files(outdir) as out:
+        for filename, text in files.items():
+            with out.open(filename, "w") as f:
+                f.write(text)
+    return [Path(outdir) / filename for filename in files]
