@@ -34,6 +34,7 @@ from diffgates.backends.c.export import export_c
 from diffgates.backends.netlist.aiger import export_aiger, read_aiger
 from diffgates.backends.netlist.blif import export_blif
 from diffgates.backends.verilog.emit import export_verilog
+from diffgates.cli import main
 from diffgates.ir import Circuit
 
 OLD = random_cell_circuit(8, 40, 8, k=2, seed=1)  # the previous, good export
@@ -159,6 +160,69 @@ def test_a_full_disk_creates_no_half_folder(tmp_path, monkeypatch):
         with pytest.raises(OSError, match="No space left"):
             export_c(NEW, parent / "c")
     assert _snapshot(parent) == {}  # no folder, no temp folder
+
+
+@pytest.mark.parametrize("fmt", EXPORTERS)
+def test_a_real_full_disk_through_the_command_line(tmp_path, small_disk, capsys, fmt):
+    path = _circuit_file(tmp_path, NEW)
+    target = _export(fmt, OLD, small_disk)
+    before = _snapshot(small_disk)
+    _fill(small_disk, leave=4096)  # every new export needs more than that (NEW: 20 KB and up)
+    before["filler"] = (small_disk / "filler").read_bytes()
+    assert main(["export", fmt, str(path), str(target), "--no-simplify"]) == 4
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"diffgates export {fmt}: error: {target}")
+    assert ": No space left on device; " in err and err.endswith(ENOSPC_LINE_END)
+    assert _snapshot(small_disk) == before
+
+
+# -- the command line's one line -------------------------------------------------------------------------
+
+def test_the_command_line_on_a_full_disk(tmp_path, monkeypatch, capsys):
+    path = _circuit_file(tmp_path, NEW)
+    out = tmp_path / "out" / "net.v"
+    out.parent.mkdir()
+    export_verilog(OLD, out)
+    before = _snapshot(out.parent)
+    with _full_disk(monkeypatch, 0):
+        assert main(["export", "verilog", str(path), str(out)]) == 4
+    err = capsys.readouterr().err
+    assert err.startswith(f"diffgates export verilog: error: {out}: No space left on device; ")
+    assert err.count("\n") == 1 and err.endswith(ENOSPC_LINE_END)
+    assert _snapshot(out.parent) == before
+
+
+@pytest.mark.parametrize("fmt, name, message", [
+    ("verilog", "d.v", "Is a directory"),
+    ("aiger", "d.aag", "Is a directory"),
+    ("blif", "d.blif", "Is a directory"),
+    ("c", "d", "Not a directory"),  # OUTDIR is a file
+])
+def test_an_output_that_is_a_folder_or_a_file(tmp_path, capsys, fmt, name, message):
+    path = _circuit_file(tmp_path, OLD)
+    out = tmp_path / "out" / name
+    out.parent.mkdir()
+    if fmt == "c":
+        out.write_text("mine")
+    else:
+        out.mkdir()
+    assert main(["export", fmt, str(path), str(out)]) == 4
+    assert capsys.readouterr().err == f"diffgates export {fmt}: error: {out}: {message}\n"
+    assert _snapshot(out.parent) == ({name: b"mine"} if fmt == "c" else {name: None})
+
+
+@pytest.mark.parametrize("fmt, suffix", [("verilog", ".v"), ("aiger", ".aag"), ("blif", ".blif"), ("c", "")])
+def test_a_name_of_256_bytes(tmp_path, capsys, fmt, suffix):
+    path = _circuit_file(tmp_path, OLD)
+    out = tmp_path / "out" / ("n" * (256 - len(suffix)) + suffix)
+    out.parent.mkdir()
+    with pytest.raises(OSError) as err:
+        EXPORTERS[fmt][1](OLD, out)
+    assert (err.value.errno, err.value.filename) == (errno.ENAMETOOLONG, str(out))  # not a temp file's name
+    assert main(["export", fmt, str(path), str(out)]) == 4
+    assert capsys.readouterr().err == (f"diffgates export {fmt}: error: {out}: File name too long "
+                                       f"(a file name may have at most 255 bytes)\n")
+    assert _snapshot(out.parent) == {}
 
 
 def test_255_byte_names_work_everywhere(tmp_path):

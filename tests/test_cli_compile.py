@@ -35,5 +35,5 @@ def test_compile_trained_run_is_bit_exact(tmp_path, capsys):
 
 
 def test_compile_missing_run_is_a_clear_error(tmp_path, capsys):
-    assert main(["compile", str(tmp_path / "nope")]) == 2
+    assert main(["compile", str(tmp_path / "nope")]) == 3  # a missing file
     assert "nope" in capsys.readouterr().err

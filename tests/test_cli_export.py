@@ -117,17 +117,17 @@ def test_cells_export_and_the_bits_head(tmp_path, capsys):
     assert np.array_equal(_eval_blif(tmp_path / "c.blif", x), evaluate_outputs(c, x))
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["export", "aiger", "{missing}", "{out}.aig"], "does not exist"),
-    (["export", "aiger", "{circuit}", "{out}.xyz"], "cannot tell the AIGER format"),
-    (["export", "verilog", "{circuit}", "{out}.v", "--pipeline", "-1"], "pipeline=-1"),
-    (["export", "verilog", "{circuit}", "{circuit}"], "is the MODEL file"),
-    (["export", "c", "{circuit}", "{out}", "--name", "int"], "C keyword"),
+@pytest.mark.parametrize("argv, message, code", [
+    (["export", "aiger", "{missing}", "{out}.aig"], "does not exist", 3),
+    (["export", "aiger", "{circuit}", "{out}.xyz"], "cannot tell the AIGER format", 2),
+    (["export", "verilog", "{circuit}", "{out}.v", "--pipeline", "-1"], "pipeline=-1", 2),
+    (["export", "verilog", "{circuit}", "{circuit}"], "is the MODEL file", 2),
+    (["export", "c", "{circuit}", "{out}", "--name", "int"], "C keyword", 2),
 ])
-def test_bad_export_arguments_are_one_line(circuit_file, tmp_path, capsys, argv, message):
+def test_bad_export_arguments_are_one_line(circuit_file, tmp_path, capsys, argv, message, code):
     path, _ = circuit_file
     argv = [a.format(missing=tmp_path / "missing.json", circuit=path, out=tmp_path / "out") for a in argv]
-    assert main(argv) == 2
+    assert main(argv) == code
     err = capsys.readouterr().err
     assert err.startswith(f"diffgates export {argv[1]}: error: ") and message in err and len(err.splitlines()) == 1
 

@@ -1,7 +1,7 @@
 """Tests of model -> Circuit extraction, JSON round trips, ``load_circuit`` and ``diffgates circuit``.
 
 The central property: for {0,1} inputs, ``group_counts(to_circuit(model), x)`` equals the eval model's
-output times tau, exactly. Run: ``PYTHONPATH=src python -m pytest tests/test_circuit.py -q``.
+output times tau, exactly. Run: ``PYTHONPATH=src python -m pytest tests/test_frontend.py -q``.
 """
 from __future__ import annotations
 
@@ -289,7 +289,7 @@ def test_cli_json_and_no_simplify(tmp_path, capsys):
 
 
 def test_cli_errors(tmp_path, capsys):
-    assert main(["circuit", str(tmp_path / "missing.json"), "--out", str(tmp_path / "o.json")]) == 1
+    assert main(["circuit", str(tmp_path / "missing.json"), "--out", str(tmp_path / "o.json")]) == 3  # a missing file: the same code as every command
     assert "does not exist" in capsys.readouterr().err
     src = tmp_path / "c.json"
     random_circuit(3, 5, 1, seed=0).save(src)

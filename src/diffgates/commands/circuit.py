@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 HELP = "extract a model's logic circuit, simplify it, print gate statistics and save it as JSON"
@@ -29,19 +28,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ir import CircuitFormatError
     from ..ir.passes import format_report, simplify, simplify_report
     from ..modelfiles import load_circuit
 
     source, out = Path(args.model), Path(args.out)
     if out.exists() and source.exists() and out.resolve() == source.resolve():
-        print(f"diffgates circuit: --out {out} is the input file; choose another path", file=sys.stderr)
-        return 2
-    try:
-        original = load_circuit(source, simplify=False)
-    except (FileNotFoundError, CircuitFormatError, ValueError) as exc:
-        print(f"diffgates circuit: {exc}", file=sys.stderr)
-        return 1
+        raise ValueError(f"--out {out} is the input file; choose another path")
+    original = load_circuit(source, simplify=False)
     result = original if args.no_simplify else simplify(original)
     report = simplify_report(original, None if args.no_simplify else result)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
 
 HELP = "compile a trained model to C, check it bit-exact against the model on the test set, report images/s"
@@ -45,37 +44,25 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from .. import _native
     from ..backends.c.engine import compile_circuit
     from ..families import get_family
     from ..ir import simplify
-    from ..modelfiles import ModelFileError, write_json_atomic
+    from ..modelfiles import write_json_atomic
     from .evaluate import load_saved_run
 
     if args.threads < 1 or args.repeats < 1:
-        print(f"diffgates compile: error: --threads and --repeats must be >= 1, got {args.threads}, "
-              f"{args.repeats}", file=sys.stderr)
-        return 2
-    try:
-        path, model, cfg, ds = load_saved_run(args.model, args.which, args.data_dir)
-        family = get_family(model.diffgates_spec["kind"])
-        raw = family.deploy(model, input_layout=model.diffgates_input_layout)
-        if raw is None:
-            raise ValueError(f"{path} is a {family.name!r} model ({family.description}): it has no circuit to "
-                             f"compile")
-    except (ValueError, FileNotFoundError, ModelFileError) as exc:
-        print(f"diffgates compile: error: {exc}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--threads and --repeats must be >= 1, got {args.threads}, {args.repeats}")
+    path, model, cfg, ds = load_saved_run(args.model, args.which, args.data_dir)
+    family = get_family(model.diffgates_spec["kind"])
+    raw = family.deploy(model, input_layout=model.diffgates_input_layout)
+    if raw is None:
+        raise ValueError(f"{path} is a {family.name!r} model ({family.description}): it has no circuit to compile")
     t0 = time.perf_counter()
     circuit = simplify(raw)
     simplify_s = time.perf_counter() - t0
     print(f"circuit: {raw.n_gates} gates (depth {raw.depth()}) -> {circuit.n_gates} after simplification "
           f"(depth {circuit.depth()}, {simplify_s:.2f} s)")
-    try:
-        engine = compile_circuit(circuit, threads=1)
-    except _native.CompilationError as exc:
-        print(f"diffgates compile: error: {exc}", file=sys.stderr)
-        return 1
+    engine = compile_circuit(circuit, threads=1)
     print(f"engine: {engine.isa} words, built in {engine.build_seconds:.2f} s")
 
     x = ds.encode(ds.x_test, binary=True).flatten(1)

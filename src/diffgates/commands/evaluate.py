@@ -13,7 +13,6 @@ Example::
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "re-evaluate a saved model (discrete and relaxed) on the validation split and the test set"
 
@@ -79,23 +78,19 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from ..families import get_family
-    from ..modelfiles import ModelFileError, write_json_atomic
+    from ..modelfiles import write_json_atomic
+    from ..train.trainer import check_device
 
     if args.threads is not None:
         if args.threads < 1:
-            print(f"diffgates eval: error: --threads must be >= 1, got {args.threads}", file=sys.stderr)
-            return 2
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
         torch.set_num_threads(args.threads)
     if args.batch_size < 1:
-        print(f"diffgates eval: error: --batch-size must be >= 1, got {args.batch_size}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    check_device(args.device)
     implementation = None if args.implementation in (None, "auto") else args.implementation
-    try:
-        path, model, cfg, ds = load_saved_run(args.model, args.which, args.data_dir, args.device, implementation)
-        result = evaluate_saved(model, ds, batch_size=args.batch_size, device=args.device)
-    except (ValueError, FileNotFoundError, ModelFileError) as exc:
-        print(f"diffgates eval: error: {exc}", file=sys.stderr)
-        return 2
+    path, model, cfg, ds = load_saved_run(args.model, args.which, args.data_dir, args.device, implementation)
+    result = evaluate_saved(model, ds, batch_size=args.batch_size, device=args.device)
     saved = model.diffgates_info.get("metrics") or {}
     step = model.diffgates_info.get("step")
     kind = model.diffgates_spec["kind"]

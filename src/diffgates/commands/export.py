@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -139,15 +138,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .._native import CompilationError
     from ..modelfiles import load_circuit
 
-    try:
-        if Path(args.model).exists() and Path(args.out).exists() and Path(args.out).resolve() == Path(args.model).resolve():
-            raise ValueError(f"OUT {args.out} is the MODEL file; choose another path")
-        circuit = load_circuit(args.model, simplify=not args.no_simplify)
-        FORMATS[args.format].export(circuit, args)
-    except (ValueError, FileNotFoundError, RuntimeError, CompilationError) as exc:  # a message, not a traceback
-        print(f"diffgates export {args.format}: error: {exc}", file=sys.stderr)
-        return 2
+    if Path(args.model).exists() and Path(args.out).exists() and Path(args.out).resolve() == Path(args.model).resolve():
+        raise ValueError(f"OUT {args.out} is the MODEL file; choose another path")
+    circuit = load_circuit(args.model, simplify=not args.no_simplify)
+    FORMATS[args.format].export(circuit, args)
     return 0

@@ -3,6 +3,13 @@
 Values resolve as: TrainConfig defaults < ``--preset NAME`` < flags given explicitly (the
 overridden preset values are printed). The full resolved config is printed at start.
 
+``--resume`` continues from the config saved in the run's checkpoint. Flags given with it (and the
+values of a ``--preset`` given with it) are overrides of that config: those of
+``config.RESUMABLE_CHANGES`` (``-ni``, ``-ef``, ``--threads``, ``--device``, the checkpoint cadence,
+``--no-progress``, ...) are applied and printed; any other (model, data, seed, ...) must equal the
+saved value, else the run is refused naming each such flag. Only flags actually typed count: the
+defaults never do. ``--data-dir`` is not part of the config and always applies.
+
 Examples::
 
     diffgates train --dataset mnist -k 2000 -l 4 -t 10 -bs 100 -ni 3000 -ef 1000 --seed 0 --out runs/mnist
@@ -11,8 +18,10 @@ Examples::
     torchrun --nproc_per_node 2 -m diffgates train --preset adult --out runs/adult --threads 1
     diffgates train --list-presets
 
-Exit status: 0 finished, 2 bad arguments/config/files, 130 stopped by SIGINT/SIGTERM after writing a
-checkpoint (``--resume`` continues).
+Exit status (``diffgates.commands.errors``): 0 finished, 2 bad arguments or config (a conflicting
+``--resume`` flag), 3 a missing or corrupt file, 4 the OS refused (a full disk: the last checkpoint
+stays intact, ``--resume`` continues), 5 the run folder is in use by another run, 130 stopped by
+SIGINT/SIGTERM after writing a checkpoint (``--resume`` continues).
 """
 from __future__ import annotations
 
@@ -64,7 +73,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--list-presets", action="store_true", help="print the presets and exit")
     parser.add_argument("--out", metavar="DIR", help="run directory: results.json, model/best/checkpoint files")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its checkpoint (same config; -ni may grow)")
+                        help="continue the run in --out from its checkpoint with its saved config (flags "
+                        "may change -ni, -ef and how it runs, not the model or data)")
     parser.add_argument("--data-dir", metavar="DIR", help="folder with the dataset files (else $DIFFGATES_DATA, "
                         "the user cache, then download)")
 
@@ -114,49 +124,85 @@ def _print_config(cfg, source: str, overridden: dict) -> None:
     sys.stdout.flush()
 
 
+def _flag(key: str) -> str:
+    """The command-line name of TrainConfig field ``key``."""
+    for flags, dest, _, _ in _CONFIG_FLAGS:
+        if dest == key:
+            return flags[0] if flags[0].startswith("--") else "/".join(flags[:2])  # e.g. -k/--num-neurons
+    return "--no-progress" if key == "progress" else f"--{key.replace('_', '-')}"
+
+
+def _resume_config(out: str, saved, preset: str | None, explicit: dict):
+    """``saved`` with the given values applied (see the module docstring); returns (config, {field: new value})."""
+    from ..families import get_family
+    from ..train.config import RESUMABLE_CHANGES
+    from ..train.presets import get_preset, resolve_preset
+    from ..train.trainer import ConfigMismatchError
+
+    from_preset = [k for k in (get_preset(preset).values if preset else {}) if k not in explicit]
+    given = resolve_preset(preset, explicit)  # why: the same aliases and normalisation as a fresh start
+    saved_options = get_family(saved.architecture).check_options(saved.model_options)
+    changes, conflicts = {}, []
+    for key in [*from_preset, *explicit]:
+        source = f" (from --preset {preset})" if key in from_preset else ""
+        value = getattr(given, key)
+        if key == "model_options":  # only the options typed, each against its saved (or default) value
+            conflicts += [(f"--{name.replace('_', '-')}{source}", saved_options.get(name), v)
+                          for name, v in value.items() if saved_options.get(name) != v]
+        elif value != getattr(saved, key):
+            if key in RESUMABLE_CHANGES:
+                changes[key] = value
+            else:
+                conflicts.append((_flag(key) + source, getattr(saved, key), value))
+    if conflicts:
+        may = sorted({_flag(k) for k in RESUMABLE_CHANGES if k != "preset"})
+        raise ConfigMismatchError(
+            f"--resume continues the saved config of {out}, and these flags would change its model or data: "
+            + "; ".join(f"{flag}: saved {a!r}, given {b!r}" for flag, a, b in conflicts)
+            + f". Drop them (the saved values apply) or start a new run in another --out folder; on --resume "
+              f"only {', '.join(may)} and --data-dir may change")
+    return saved.replace(**changes), changes
+
+
 def run(args: argparse.Namespace) -> int:
-    from ..modelfiles import ModelFileError
     from ..train import checkpoint as ckpt_io
-    from ..train.config import TrainConfig
+    from ..train import runlock
     from ..train.presets import describe_presets, get_preset, resolve_preset
-    from ..train.trainer import ConfigMismatchError, is_main_process, train
+    from ..train.trainer import is_main_process, train
 
     if args.list_presets:
         print(describe_presets())
         return 0
     if not args.out:
-        print("diffgates train: error: --out DIR is required (the run directory)", file=sys.stderr)
-        return 2
+        raise ValueError("--out DIR is required (the run directory)")
     explicit = _explicit_values(args)
     main = is_main_process()
-    try:
-        overridden: dict = {}
-        if args.resume and args.preset is None and "dataset" not in explicit:
-            info = ckpt_io.read_checkpoint_info(args.out)
-            if info is None:
-                print(f"diffgates train: error: --resume: {args.out} has no checkpoint.safetensors to take the "
-                      f"config from; pass --dataset/--preset (and the model flags) to start the run",
-                      file=sys.stderr)
-                return 2
-            saved = TrainConfig.from_dict(info["config"], where=f"{args.out}/checkpoint.safetensors config")
-            cfg = saved.replace(**explicit)
-            overridden = {k: ("saved config", getattr(saved, k)) for k, v in explicit.items() if getattr(saved, k) != v}
-            source = f"saved in {args.out}/checkpoint.safetensors at step {info['step']}"
-        else:
-            cfg = resolve_preset(args.preset, explicit)
-            if args.preset:
-                preset_values = get_preset(args.preset).values
-                overridden = {k: (f"preset {args.preset}", preset_values[k]) for k, v in explicit.items()
-                              if k in preset_values and preset_values[k] != v}
-            source = f"preset {args.preset} + flags" if args.preset else "defaults + flags"
-        cfg.validate()
-        if main:
-            _print_config(cfg, source, overridden)
-            if overridden:
-                print("flags overriding the " + ("preset" if args.preset else "saved config") + ": " +
-                      ", ".join(f"{k} {json.dumps(v[1])} -> {json.dumps(getattr(cfg, k))}" for k, v in overridden.items()))
-        results = train(cfg, args.out, data_dir=args.data_dir, resume=args.resume)
-    except (ValueError, FileExistsError, FileNotFoundError, ConfigMismatchError, ModelFileError) as exc:
-        print(f"diffgates train: error: {exc}", file=sys.stderr)
-        return 2
+    info = None
+    if args.resume:
+        if main:  # why: a busy folder is reported as busy, whatever its checkpoint says (rank 0 locks it)
+            runlock.check_free(args.out)
+        info = ckpt_io.read_checkpoint_info(args.out)
+        if info is None and args.preset is None and "dataset" not in explicit:
+            raise FileNotFoundError(f"--resume: {args.out} has no checkpoint.safetensors to take the config "
+                                    f"from; pass --dataset/--preset (and the model flags) to start the run")
+    if info is not None:
+        saved = ckpt_io.saved_config(args.out, info.get("config"))
+        cfg, changes = _resume_config(args.out, saved, args.preset, explicit)
+        base, what, overridden = "saved config", "saved config", {k: getattr(saved, k) for k in changes}
+        source = f"saved in {args.out}/checkpoint.safetensors at step {info['step']}"
+    else:  # a fresh run (also --resume of a folder without a checkpoint yet)
+        cfg = resolve_preset(args.preset, explicit)
+        base, what, overridden = f"preset {args.preset}", "preset", {}
+        if args.preset:
+            preset_values = get_preset(args.preset).values
+            overridden = {k: preset_values[k] for k, v in explicit.items()
+                          if k in preset_values and preset_values[k] != v}
+        source = f"preset {args.preset} + flags" if args.preset else "defaults + flags"
+    cfg.validate()
+    if main:
+        _print_config(cfg, source, {k: (base, v) for k, v in overridden.items()})
+        if overridden:
+            print(f"flags overriding the {what}: " +
+                  ", ".join(f"{k} {json.dumps(v)} -> {json.dumps(getattr(cfg, k))}" for k, v in overridden.items()))
+    results = train(cfg, args.out, data_dir=args.data_dir, resume=args.resume)
     return 130 if results.get("status") == "interrupted" else 0

@@ -5,15 +5,14 @@ The vectors are random (``--vectors N``, ``--seed``), a dataset's test images in
 (``--dataset NAME``, first N with ``--vectors``), or the rows of ``--dataset-bits FILE`` (a ``.npy``
 array of 0/1 values, loaded without pickle, or a text file with one row of 0/1 characters per line,
 separators allowed). Every vector's class counts (and argmax) from the simulated RTL are compared with
-the numpy reference evaluator. Exit status 0 only when every vector matches; 1 on a mismatch; 2 when
-the input is bad or the simulator is missing or fails. Example::
+the numpy reference evaluator. Exit status 0 only when every vector matches; 1 on a mismatch; otherwise
+the command line's exit code of the error (2 bad input, 3 bad file, 6 simulator missing or failing). Example::
 
     diffgates verify-verilog runs/mnist --dataset mnist --vectors 2000 --pipeline 2 --simulator verilator
 """
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -81,33 +80,28 @@ def read_dataset_bits(path: str | Path, n_inputs: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..backends.verilog.simulate import SimulationError, SimulatorNotFound, verify_verilog
-    from ..ir import CircuitFormatError
+    from ..backends.verilog.simulate import verify_verilog
     from ..modelfiles import load_circuit
 
-    try:
-        circuit = load_circuit(args.model, simplify=not args.no_simplify)
-        if args.vectors is not None and args.vectors < 1:
-            raise ValueError(f"--vectors {args.vectors}: expected at least 1")
-        if args.dataset_bits is not None and args.dataset is not None:
-            raise ValueError("give --dataset-bits FILE or --dataset NAME, not both")
-        if args.dataset_bits is not None:
-            vectors = read_dataset_bits(args.dataset_bits, circuit.n_inputs)
-            if args.vectors is not None:
-                vectors = vectors[:args.vectors]
-        elif args.dataset is not None:
-            from ..data import load_dataset
-            ds = load_dataset(args.dataset, data_dir=args.data_dir, val_fraction=0)
-            x = ds.x_test if args.vectors is None else ds.x_test[:args.vectors]
-            vectors = ds.encode(x, binary=True).flatten(1).numpy()
-        else:
-            vectors = 1000 if args.vectors is None else args.vectors
-        result = verify_verilog(circuit, vectors, pipeline=args.pipeline, simulator=args.simulator,
-                                argmax=False if args.no_argmax else None, module=args.module, seed=args.seed,
-                                workdir=args.keep, timeout=args.timeout)
-    except (ValueError, FileNotFoundError, CircuitFormatError, SimulatorNotFound, SimulationError) as exc:
-        print(f"diffgates verify-verilog: error: {exc}", file=sys.stderr)
-        return 2
+    circuit = load_circuit(args.model, simplify=not args.no_simplify)
+    if args.vectors is not None and args.vectors < 1:
+        raise ValueError(f"--vectors {args.vectors}: expected at least 1")
+    if args.dataset_bits is not None and args.dataset is not None:
+        raise ValueError("give --dataset-bits FILE or --dataset NAME, not both")
+    if args.dataset_bits is not None:
+        vectors = read_dataset_bits(args.dataset_bits, circuit.n_inputs)
+        if args.vectors is not None:
+            vectors = vectors[:args.vectors]
+    elif args.dataset is not None:
+        from ..data import load_dataset
+        ds = load_dataset(args.dataset, data_dir=args.data_dir, val_fraction=0)
+        x = ds.x_test if args.vectors is None else ds.x_test[:args.vectors]
+        vectors = ds.encode(x, binary=True).flatten(1).numpy()
+    else:
+        vectors = 1000 if args.vectors is None else args.vectors
+    result = verify_verilog(circuit, vectors, pipeline=args.pipeline, simulator=args.simulator,
+                            argmax=False if args.no_argmax else None, module=args.module, seed=args.seed,
+                            workdir=args.keep, timeout=args.timeout)
     info = result.info
     print(f"circuit: {circuit.n_inputs} inputs, {circuit.n_gates} gates, {circuit.num_classes} classes x "
           f"{circuit.group_size}; levels {info.total_levels}, latency {info.latency} cycles")

@@ -12,7 +12,8 @@ Command line: ``diffgates train --preset mnist20x20_small --out runs/mnist20`` (
 from .checkpoint import CheckpointError
 from .config import TrainConfig
 from .presets import PRESETS, get_preset, resolve_preset
+from .runlock import RunFolderBusy
 from .trainer import ConfigMismatchError, Trainer, train
 
 __all__ = ["TrainConfig", "PRESETS", "get_preset", "resolve_preset", "Trainer", "train", "ConfigMismatchError",
-           "CheckpointError"]
+           "CheckpointError", "RunFolderBusy"]

@@ -11,6 +11,7 @@ tensors come from safetensors, everything else from JSON. Example::
 
     save_training_checkpoint(run_dir, model, optimizer, step=100, config=cfg.to_dict(), state=state)
     ckpt = load_training_checkpoint(run_dir)          # None when the run has none yet
+    cfg = saved_config(run_dir, ckpt.config)          # the TrainConfig it was trained with
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from .. import __version__
 from ..modelfiles import (FORMAT_VERSION, META_KEY, ModelFileError, load_state, read_description, write_json_atomic,
                           write_tensors)
 from ..modelfiles.models import load_tensors
+from .config import TrainConfig
 
 CHECKPOINT_FORMAT = "diffgates.train_checkpoint"
 
@@ -134,6 +136,14 @@ def read_checkpoint_info(run_dir: str | os.PathLike) -> dict[str, Any] | None:
     if not target.exists():
         return None
     return read_description(target, CHECKPOINT_FORMAT, CheckpointError)
+
+
+def saved_config(run_dir: str | os.PathLike, config: Any) -> TrainConfig:
+    """The TrainConfig of ``run_dir``'s checkpoint from its saved ``config`` dict; CheckpointError if it is none."""
+    try:
+        return TrainConfig.from_dict(config, where=f"{checkpoint_paths(run_dir)[0]} config")
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def load_training_checkpoint(run_dir: str | os.PathLike) -> TrainingCheckpoint | None:

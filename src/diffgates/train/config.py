@@ -7,8 +7,9 @@ The full resolved config is printed at start and stored in every checkpoint, res
 saved model.
 
 Fields in ``RUNTIME_KEYS`` say *how* a run executes (device, threads, kernel, checkpoint cadence,
-progress display), not *what* it computes; ``--resume`` may change them. ``num_iterations`` may also
-change on resume (to extend a run). Any other difference is an error listing the differing keys.
+progress display), not *what* it computes. ``RESUMABLE_CHANGES`` (those, plus ``num_iterations`` and
+``eval_freq``) is the one list of fields ``--resume`` may change; any other field fixes the model or
+the data stream, and a different value on resume is an error naming it.
 
 Example::
 
@@ -120,8 +121,12 @@ class TrainConfig:
 # Keys that say how a run executes, not what it computes: they may change on --resume.
 RUNTIME_KEYS = frozenset({"device", "threads", "implementation", "checkpoint_every", "checkpoint_minutes",
                           "eval_batch_size", "progress", "preset"})
-# Keys that may also change on --resume, because changing them extends a run without altering its past.
-RESUMABLE_CHANGES = RUNTIME_KEYS | {"num_iterations"}
+# The fields --resume may change. why: none alters the steps already taken (their data order, the model,
+# the optimiser): -ni only extends or ends the run earlier, -ef only moves the measurements (and the
+# default checkpoints), the runtime keys only how it executes. Every other field (dataset, split, model
+# family/size/options, tau, connections, grad factor, batch size, learning rate, seed) would continue
+# a different run from this one's weights, so it must equal the saved value.
+RESUMABLE_CHANGES = RUNTIME_KEYS | {"num_iterations", "eval_freq"}
 
 
 def config_differences(saved: TrainConfig, current: TrainConfig,

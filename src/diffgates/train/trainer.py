@@ -14,6 +14,13 @@ What a run does (see ``Trainer.run``):
    ``results.json`` and the learning-curve PNG; checkpoints every evaluation (or
    ``--checkpoint-every`` steps) and at least every ``--checkpoint-minutes``.
 
+The run folder: rank 0 creates ``--out``, locks it for the whole run (``runlock``: a second writer
+gets ``RunFolderBusy``), and only then checks that it holds no other run. A run that fails before
+writing anything removes the folders it created. An error during training (a full disk while
+saving, ...) stops the run with that error; the files already written stay complete (every write
+replaces a file only once its new content is whole) and ``results.json`` records
+``"status": "failed"`` and the error where it can still be written.
+
 Distributed: under ``torchrun --nproc_per_node N`` (``WORLD_SIZE`` > 1 in the environment) each rank
 takes a contiguous 1/N shard of every global batch (``-bs`` stays the global batch and must be
 divisible by N), gradients are averaged by DistributedDataParallel (gloo on CPU, nccl on CUDA),
@@ -29,6 +36,7 @@ Run: ``python -m diffgates train --dataset mnist -k 2000 -l 4 -t 10 -bs 100 -ni 
 """
 from __future__ import annotations
 
+import errno
 import gc
 import hashlib
 import json
@@ -39,6 +47,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import takewhile
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +60,7 @@ from ..modelfiles import save_model
 from . import checkpoint as ckpt_io
 from .config import TrainConfig, config_differences
 from .metrics import Progress, format_evaluation, machine_info, plot_learning_curves, write_results
+from .runlock import RunLock
 from .threads import default_threads
 
 RESULTS_FORMAT = "diffgates.results"
@@ -151,17 +161,28 @@ def init_distributed(device: str) -> DistInfo:
     return DistInfo(rank, world, local_rank, int(os.environ.get("LOCAL_WORLD_SIZE", world)), backend)
 
 
-def _resolve_device(name: str, info: DistInfo) -> torch.device:
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
-        if info.enabled:
-            torch.cuda.set_device(info.local_rank)
-            return torch.device("cuda", info.local_rank)
+def check_device(name: str) -> torch.device:
+    """``name`` as a torch device that exists here; ValueError naming it otherwise."""
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError:
         raise ValueError(f"--device {name!r} is not a torch device; expected cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"--device {name}: CUDA is not available here (torch {torch.__version__}); use --device cpu")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    elif device.type != "cpu":
+        raise ValueError(f"--device {name!r}: expected cpu, cuda or cuda:N")
+    return device
+
+
+def _resolve_device(name: str, info: DistInfo) -> torch.device:
+    device = check_device(name)
+    if device.type == "cuda" and info.enabled:
+        torch.cuda.set_device(info.local_rank)
+        return torch.device("cuda", info.local_rank)
+    return device
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -211,6 +232,8 @@ class Trainer:
         self.dist = DistInfo()
         self.progress: Progress | None = None
         self._stop_signal: int | None = None
+        self._lock: RunLock | None = None
+        self._created_dirs: list[Path] = []  # folders this run made for --out, deepest first
 
     # -- helpers ---------------------------------------------------------------------------------
 
@@ -242,6 +265,37 @@ class Trainer:
         if self.dist.is_main:
             self._barrier()
         return ds
+
+    def _prepare_out_dir(self) -> None:
+        """Create ``--out`` (remembering what this run made), lock it, then check and clean it (rank 0)."""
+        chain = [self.out_dir, *self.out_dir.parents]
+        missing = list(takewhile(lambda p: not p.exists(), chain))
+        if len(missing) < len(chain) and not chain[len(missing)].is_dir():  # --out is, or is under, a file
+            raise NotADirectoryError(errno.ENOTDIR, f"a file, not a folder (--out {self.out_dir} must be a "
+                                                    f"folder or a new path)", str(chain[len(missing)]))
+        for path in reversed(missing):
+            try:
+                path.mkdir()
+                self._created_dirs.insert(0, path)
+            except FileExistsError:
+                pass  # another process made it meanwhile: not ours to remove
+        # The lock comes first: the check below and the whole run are one critical section.
+        self._lock = RunLock(self.out_dir).acquire()
+        self._check_run_dir()
+        self._remove_stale_temp_files()
+
+    def _release_out_dir(self, failed: bool) -> None:
+        """Unlock ``--out``; after a failure also remove the folders this run created, if still empty."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+        if failed:
+            for path in self._created_dirs:  # rmdir removes empty folders only: what holds a file stays
+                try:
+                    path.rmdir()
+                except OSError:
+                    break
+        self._created_dirs = []
 
     def _check_run_dir(self) -> None:
         existing = [name for name in RUN_FILES if (self.out_dir / name).exists()]
@@ -281,7 +335,12 @@ class Trainer:
         """Train (or continue) the run; returns the final results dict (also in ``out_dir/results.json``).
 
         ``results["status"]`` is ``"finished"``, or ``"interrupted"`` after SIGINT/SIGTERM (a checkpoint
-        of the last completed step was written; ``--resume`` continues it).
+        of the last completed step was written; ``--resume`` continues it). An error raises (after
+        ``results.json`` says ``"failed"``, when it fails during training); ``--resume`` continues
+        from the last checkpoint.
+
+        Raises:
+            RunFolderBusy: another process is writing into ``out_dir``.
         """
         t_setup = time.monotonic()
         cfg = self.config
@@ -294,6 +353,7 @@ class Trainer:
             return results
         finally:
             torch.set_num_threads(threads_before)  # why: --threads must not leak into the caller's process
+            self._release_out_dir(failed=not finished)
             if self.dist.enabled and torch.distributed.is_initialized():
                 self._close_process_group(wait_for_peers=finished)
 
@@ -330,9 +390,7 @@ class Trainer:
             raise ValueError(f"-bs {cfg.batch_size} is the global batch and must be divisible by the "
                              f"{dist.world_size} processes")
         if dist.is_main:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            self._check_run_dir()
-            self._remove_stale_temp_files()
+            self._prepare_out_dir()
         self._barrier()
         checkpoint = ckpt_io.load_training_checkpoint(self.out_dir) if self.resume else None
         if checkpoint is not None:
@@ -378,10 +436,7 @@ class Trainer:
                 "io_s": 0.0, "setup_s": 0.0, "sessions": [{"start_step": 0}], "status": "running"}
 
     def _check_resume_config(self, checkpoint: ckpt_io.TrainingCheckpoint) -> None:
-        try:
-            saved = TrainConfig.from_dict(checkpoint.config, where=f"{self.out_dir}/checkpoint.safetensors config")
-        except (TypeError, ValueError) as exc:
-            raise ckpt_io.CheckpointError(str(exc)) from None
+        saved = ckpt_io.saved_config(self.out_dir, checkpoint.config)
         diffs = config_differences(saved, self.config)
         if diffs:
             lines = "; ".join(f"{k}: saved {a!r}, requested {b!r}" for k, a, b in
@@ -445,8 +500,8 @@ class Trainer:
             loss_sum, correct, count = running.tolist()
             return (loss_sum / count, correct / count) if count else (None, None)
 
+        step = start
         try:
-            step = start
             if start >= cfg.num_iterations and state.get("status") == "finished":
                 self.log(f"{self.out_dir}: the run already finished at step {start}; nothing to train")
             while step < cfg.num_iterations:
@@ -482,6 +537,10 @@ class Trainer:
             if dist.is_main:
                 self.log(self._final_summary(results))
             return results
+        except (Exception, KeyboardInterrupt) as exc:  # KeyboardInterrupt: a second Ctrl-C aborts at once
+            if dist.is_main:
+                self._record_failure(step, elapsed(), exc)
+            raise
         finally:
             if self.progress is not None:
                 self.progress.close()
@@ -540,7 +599,16 @@ class Trainer:
                                          config=self.config.to_dict(), state=state)
         state["io_s"] += time.monotonic() - t0
 
-    def _write_results(self, step: int, elapsed_s: float, status: str, final: bool = False) -> dict[str, Any]:
+    def _record_failure(self, step: int, elapsed_s: float, exc: BaseException) -> None:
+        """Mark results.json ``failed`` (or ``interrupted``) with the error; the caller re-raises ``exc``."""
+        status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+        try:
+            self._write_results(step, elapsed_s, status, error=f"{type(exc).__name__}: {exc}")
+        except Exception:  # noqa: BLE001 - e.g. the disk is still full: results.json keeps its last complete content
+            pass  # why: the original error is the one to report, not this one
+
+    def _write_results(self, step: int, elapsed_s: float, status: str, final: bool = False,
+                       error: str | None = None) -> dict[str, Any]:
         """Assemble results.json (rank 0 writes it; every rank returns it)."""
         cfg, state, ds, spec = self.config, self.state, self.ds, self.spec
         evals = state["evaluations"]
@@ -566,6 +634,8 @@ class Trainer:
                         "sessions": state["sessions"]},
             "machine": machine_info(self.device),
         }
+        if error is not None:
+            results["error"] = error
         if self.dist.enabled:
             results["distributed"] = {"world_size": self.dist.world_size, "backend": self.dist.backend,
                                       "batch": f"global -bs {cfg.batch_size} = {self.dist.world_size} shards of "
