@@ -11,9 +11,9 @@ Samples are packed 64 to a ``uint64`` word (sample ``s`` of a chunk is bit ``s %
 ``s // 64``), so memory stays ``n_nodes * 8`` bytes per 64 samples; the chunk of samples is sized to
 keep that near ``MEMORY_BUDGET`` bytes, whatever the circuit's size.
 
-``as_input_bits`` is the one input check every circuit backend uses: it accepts (N, n_inputs)
-bool, integer or float data (numpy or torch) holding only 0 and 1, and raises a ValueError naming
-the offending value and position otherwise. Example::
+``input_chunks`` (and ``as_input_bits``, the whole batch at once) is the one input check every circuit
+backend uses: it accepts (N, n_inputs) bool, integer or float data (numpy or torch) holding only 0 and
+1, in bounded memory, and raises a ValueError naming the offending value and position otherwise. Example::
 
     counts = group_counts(circuit, x_bits)      # (N, num_classes) int32
     bits = evaluate_outputs(circuit, x_bits)    # (N, n_outputs) bool
@@ -30,50 +30,100 @@ from .analysis import segment_gather
 from .circuit import THRESHOLD, Circuit
 
 MEMORY_BUDGET = 256 << 20  # bytes of packed node values per chunk of samples
-_BOOL_CHUNK_ROWS = 1 << 16  # rows checked per step by as_input_bits (bounds its temporaries)
 # MINTERMS[op, k]: all-ones word when gate op is true at (a, b) = k-th of 00, 01, 10, 11.
 _MINTERMS = np.where(gates.TRUTH_TABLES, np.uint64(0xFFFFFFFFFFFFFFFF), np.uint64(0))
 
 
+def _dtype_name(x) -> str:
+    return str(x.dtype).removeprefix("torch.")
+
+
 def _check_dtype(x) -> None:
-    if not (x.dtype == np.bool_ or np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating)):
-        raise ValueError(f"expected bool, integer or float input bits, got dtype {x.dtype}")
+    name = _dtype_name(x)
+    if not (name == "bool" or name.startswith(("int", "uint", "float", "bfloat"))):
+        raise ValueError(f"expected bool, integer or float input bits, got dtype {name}")
+
+
+def input_matrix(x, n_inputs: int):
+    """``x`` as an (N, n_inputs) numpy array or CPU torch tensor, checked for shape and dtype, not copied
+    (a view where possible: images (N, C, H, W) flatten row-major, like torch.nn.Flatten)."""
+    if hasattr(x, "detach"):  # torch tensor, without importing torch here
+        x = x.detach().cpu()  # why: no copy for a CPU tensor
+    else:
+        x = np.asarray(x)
+    if x.ndim == 1 and n_inputs == x.shape[0]:
+        raise ValueError(f"expected a batch of shape (N, {n_inputs}), got a single row of shape {tuple(x.shape)}; "
+                         f"use x[None, :] for one sample")
+    if x.ndim > 2:
+        x = x.reshape(x.shape[0], -1)
+    if x.ndim != 2 or x.shape[1] != n_inputs or x.shape[0] < 1:
+        raise ValueError(f"expected input of shape (N >= 1, {n_inputs}), got shape {tuple(x.shape)}")
+    _check_dtype(x)
+    return x
+
+
+def _rows_as_numpy(rows) -> np.ndarray:
+    if hasattr(rows, "detach"):
+        if str(rows.dtype) == "torch.bfloat16":  # numpy has no bfloat16: widen (exactly), one chunk at a time
+            rows = rows.float()
+        rows = rows.numpy()
+    return rows
+
+
+def _non_binary(rows: np.ndarray) -> np.ndarray:
+    """Mask of the values that are neither 0 nor 1."""
+    if np.issubdtype(rows.dtype, np.unsignedinteger):
+        return rows > 1
+    bad = rows != 0
+    bad &= rows != 1  # in place: one temporary mask less
+    return bad
+
+
+def input_chunks(x, n_inputs: int, rows: int = 1 << 16) -> Iterator[tuple[int, np.ndarray]]:
+    """Check (N, n_inputs) 0/1 data and yield ``(start, bits)``: C-contiguous bool arrays of up to ``rows``
+    rows each, in order. Temporaries stay within a chunk whatever N is, and bool or 1-byte integer
+    input that is already C-contiguous is not copied at all (its bytes are viewed as bool).
+
+    Raises:
+        ValueError: a wrong shape or dtype, or a value other than 0 and 1 (named with its position and
+        the count of such values in the whole input).
+    """
+    x = input_matrix(x, n_inputs)
+    n = x.shape[0]
+    for start in range(0, n, rows):
+        chunk = _rows_as_numpy(x[start:start + rows])
+        if chunk.dtype == np.bool_:
+            yield start, np.ascontiguousarray(chunk)
+            continue
+        bad = _non_binary(chunk)
+        if bad.any():
+            r, c = np.argwhere(bad)[0]
+            total = int(bad.sum()) + sum(int(_non_binary(_rows_as_numpy(x[s:s + rows])).sum())
+                                         for s in range(start + rows, n, rows))
+            raise ValueError(f"circuit inputs must be binary (0 or 1); got {chunk[r, c].item()!r} at sample "
+                             f"{start + r}, input {c} ({total} non-binary values in total). Binarize first, e.g. "
+                             f"with Dataset.encode(x, binary=True)")
+        if chunk.itemsize == 1 and chunk.flags.c_contiguous:
+            yield start, chunk.view(np.bool_)  # why: 0/1 bytes are bools already: no copy
+        else:
+            bits = np.empty(chunk.shape, dtype=bool)  # C order, whatever the input's strides
+            np.equal(chunk, 1, out=bits)
+            yield start, bits
 
 
 def as_input_bits(x, n_inputs: int) -> np.ndarray:
     """(N, n_inputs) array of 0/1 values (numpy or torch, any real dtype) -> contiguous bool array.
 
-    Non-bool inputs are checked and converted in row chunks, so the temporaries stay bounded.
+    Checked and converted in row chunks (``input_chunks``), so the temporaries stay bounded; bool input
+    is returned as is when contiguous. Engines that can run chunk by chunk use ``input_chunks`` instead
+    and never hold a whole bool copy.
     """
-    if hasattr(x, "detach"):  # torch tensor, without importing torch here
-        x = x.detach().cpu()
-        if str(x.dtype) == "torch.bfloat16":  # numpy has no bfloat16: widen (exactly) first
-            x = x.float()
-        x = x.numpy()
-    x = np.asarray(x)
-    if x.ndim == 1 and n_inputs == x.shape[0]:
-        raise ValueError(f"expected a batch of shape (N, {n_inputs}), got a single row of shape {x.shape}; "
-                         f"use x[None, :] for one sample")
-    if x.ndim > 2:
-        x = x.reshape(x.shape[0], -1)  # images (N, C, H, W) flatten row-major, like torch.nn.Flatten
-    if x.ndim != 2 or x.shape[1] != n_inputs or x.shape[0] < 1:
-        raise ValueError(f"expected input of shape (N >= 1, {n_inputs}), got shape {x.shape}")
-    _check_dtype(x)
-    if x.dtype == np.bool_:
-        return np.ascontiguousarray(x)
-    out = np.empty(x.shape, dtype=bool)
-    for start in range(0, x.shape[0], _BOOL_CHUNK_ROWS):
-        rows = x[start:start + _BOOL_CHUNK_ROWS]
-        ones = rows == 1
-        bad = ~ones & (rows != 0)
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            total = int(bad.sum()) + sum(int(((x[s:s + _BOOL_CHUNK_ROWS] != 0) & (x[s:s + _BOOL_CHUNK_ROWS] != 1)).sum())
-                                         for s in range(start + _BOOL_CHUNK_ROWS, x.shape[0], _BOOL_CHUNK_ROWS))
-            raise ValueError(f"circuit inputs must be binary (0 or 1); got {rows[r, c].item()!r} at sample "
-                             f"{start + r}, input {c} ({total} non-binary values in total). Binarize first, e.g. "
-                             f"with Dataset.encode(x, binary=True)")
-        out[start:start + _BOOL_CHUNK_ROWS] = ones
+    x = input_matrix(x, n_inputs)
+    if _dtype_name(x) == "bool" and not hasattr(x, "detach") and x.flags.c_contiguous:
+        return x
+    out = np.empty(tuple(x.shape), dtype=bool)
+    for start, bits in input_chunks(x, n_inputs):
+        out[start:start + bits.shape[0]] = bits
     return out
 
 

@@ -32,7 +32,8 @@ from typing import Any
 import numpy as np
 
 from ... import _native
-from ...ir import Circuit, as_input_bits
+from ...ir import Circuit
+from ...ir.evaluate import input_chunks, input_matrix
 from ..engine import CircuitEngine
 from .program import LAYOUTS, Program, count_steps, encode_table, lower
 from .source import ISAS, Isa, engine_source, get_isa
@@ -47,6 +48,9 @@ CHUNK_SIZE = 512
 # layout="auto": straight-line code while it fits the caches and builds in seconds (up to ~1.3x faster
 # than the table for small nets), the step table above (faster for big nets, builds at once).
 AUTO_TABLE_MIN_STEPS = 8192
+# Input bytes checked and run per C call: any batch runs in bounded extra memory (and uint8 0/1 input
+# is never copied), while one call still spans enough blocks for every thread.
+INPUT_CHUNK_BYTES = 16 << 20
 
 
 @lru_cache(maxsize=None)
@@ -205,11 +209,17 @@ class CompiledCircuit(CircuitEngine):
             return raw.argmax(-1)
         return raw.view(bool) if kind == "bits" else raw
 
+    def _chunk_rows(self, x) -> int:
+        """Samples per C call: about 16 MB of input, a whole number of blocks (so packed chunks line up)."""
+        row_bytes = max(1, self.n_inputs * x.element_size() if hasattr(x, "element_size") else x[:1].nbytes)
+        return max(1, (INPUT_CHUNK_BYTES // row_bytes) // self.block) * self.block
+
     def _raw(self, x) -> np.ndarray:
-        bits = as_input_bits(x, self.n_inputs)
-        out = self._results(bits.shape[0])
-        self._check_status(self._lib.dg_results(self.table.ctypes.data, self.table.size, bits.ctypes.data,
-                                                bits.shape[0], out.ctypes.data, self._threads))
+        x = input_matrix(x, self.n_inputs)
+        out = self._results(x.shape[0])
+        for start, bits in input_chunks(x, self.n_inputs, self._chunk_rows(x)):  # bounded memory for any dtype
+            self._check_status(self._lib.dg_results(self.table.ctypes.data, self.table.size, bits.ctypes.data,
+                                                    bits.shape[0], out[start:].ctypes.data, self._threads))
         return out
 
     def counts(self, x) -> np.ndarray:
@@ -229,10 +239,11 @@ class CompiledCircuit(CircuitEngine):
             (ceil(N / block), n_inputs, lanes) uint64: bit k of lane q of [b, f] is input f of sample
             b * block + 64 * q + k (zero past N).
         """
-        bits = as_input_bits(x, self.n_inputs)
-        n = bits.shape[0]
-        packed = np.empty((-(-n // self.block), self.n_inputs, self._isa.lanes), dtype=np.uint64)
-        self._check_status(self._lib.dg_pack(bits.ctypes.data, n, packed.ctypes.data, self._threads))
+        x = input_matrix(x, self.n_inputs)
+        packed = np.empty((-(-x.shape[0] // self.block), self.n_inputs, self._isa.lanes), dtype=np.uint64)
+        for start, bits in input_chunks(x, self.n_inputs, self._chunk_rows(x)):
+            self._check_status(self._lib.dg_pack(bits.ctypes.data, bits.shape[0],
+                                                 packed[start // self.block:].ctypes.data, self._threads))
         return packed
 
     def run_packed(self, packed: np.ndarray, n: int) -> np.ndarray:
