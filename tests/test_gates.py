@@ -39,13 +39,14 @@ def test_formula_matches_truth_table(gate):
     assert out.tolist() == [bool(v) for v in gate.truth_table]
 
 
-def test_product_logic_relaxations_from_brief():
-    # BRIEF.md's relaxations, written independently of COEFFS, on random probabilities.
+def test_product_logic_relaxations_from_the_paper():
+    # The product-logic relaxations of Petersen et al. (2022), written independently of COEFFS, on random
+    # probabilities.
     a, b = np.random.default_rng(0).random((2, 50))
-    brief = [0 * a, a * b, a - a * b, a, b - a * b, b, a + b - 2 * a * b, a + b - a * b,
-             1 - (a + b - a * b), 1 - (a + b - 2 * a * b), 1 - b, 1 - b + a * b, 1 - a, 1 - a + a * b,
-             1 - a * b, 1 + 0 * a]
-    for g, expected in zip(gates.GATES, brief):
+    relaxations = [0 * a, a * b, a - a * b, a, b - a * b, b, a + b - 2 * a * b, a + b - a * b,
+                   1 - (a + b - a * b), 1 - (a + b - 2 * a * b), 1 - b, 1 - b + a * b, 1 - a, 1 - a + a * b,
+                   1 - a * b, 1 + 0 * a]
+    for g, expected in zip(gates.GATES, relaxations):
         c0, c1, c2, c3 = g.coeffs
         np.testing.assert_allclose(c0 + c1 * a + c2 * b + c3 * a * b, expected, atol=1e-12)
 

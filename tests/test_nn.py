@@ -24,8 +24,8 @@ def small_model(seed: int, implementation=None, connections="random"):
         GroupSum(k=10, tau=30))
 
 
-def test_brief_readme_example_runs_and_trains():
-    # BRIEF.md's example at small widths, with the original signature spelled out in full.
+def test_readme_example_runs_and_trains():
+    # The README's example at small widths, with the original signature spelled out in full.
     model = torch.nn.Sequential(
         torch.nn.Flatten(),
         LogicLayer(784, 160, device="cpu", grad_factor=1.0, implementation=None, connections="random"),

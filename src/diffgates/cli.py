@@ -57,17 +57,19 @@ def main(argv: list[str] | None = None) -> int:
     # yet, so its OpenMP runtime still reads this. A user's own setting wins.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     keep_freed_memory()  # why: training steps otherwise page-fault their activations back in every step
-    warnings.formatwarning = _one_line_warning
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return USAGE
     name = " ".join(filter(None, (args.command, getattr(args, "format", None))))
+    previous_format, warnings.formatwarning = warnings.formatwarning, _one_line_warning
     try:
         return int(importlib.import_module(COMMANDS[args.command]).run(args) or 0)
     except (Exception, KeyboardInterrupt) as exc:  # one line and an exit code per kind (commands/errors.py)
         return report(name, exc)
+    finally:
+        warnings.formatwarning = previous_format  # why: a caller's own process keeps its warning format
 
 
 if __name__ == "__main__":

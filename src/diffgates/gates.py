@@ -26,7 +26,7 @@ NUM_GATES = 16
 class Gate:
     id: int
     name: str  # short identifier, usable in generated code and reports
-    label: str  # human-readable form as in BRIEF.md
+    label: str  # human-readable form, as in the gate table of Petersen et al. (2022)
     coeffs: tuple[int, int, int, int]  # relaxation = c0 + c1*a + c2*b + c3*a*b
     formula: str  # bitwise expression over {a}, {b}, {zero}, {ones}
 

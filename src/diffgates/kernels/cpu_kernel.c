@@ -6,7 +6,7 @@
  * (kernels/ops.py). To inspect what the compiler vectorised, build it by hand, e.g.
  *     gcc -O3 -std=c11 -fopenmp -mavx512f -mfma -shared -fPIC cpu_kernel.c -o k.so -fopt-info-vec
  *
- * Math (BRIEF.md, 4-coefficient form): neuron j reads a = x[ia[j]], b = x[ib[j]] and outputs
+ * Math (the 4-coefficient form of diffgates.gates): neuron j reads a = x[ia[j]], b = x[ib[j]] and outputs
  *     y = c0 + c1 a + c2 b + c3 ab        (c = coeffs[r(j)], the softmax-mixed gate relaxations)
  * where r(j) = j, or idx[j] when a coefficient index is given (many neurons, e.g. a convolution's
  * positions, share one row of coefficients).

@@ -45,7 +45,7 @@ class Preset:
                         for key, value in self.values.items() if key != "architecture" or value != "logic")
 
 
-# MONK: the brief names the datasets but not their configs. Chosen from a small sweep on MONK-1/2/3
+# MONK: the paper names the datasets but not their configs. Chosen from a small sweep on MONK-1/2/3
 # (widths 48-128, depths 2-6, tau 5-10): the best of those on all three.
 _MONK_NOTE = ("diffgates choice (the paper's config is not given): -bs 32 -t 10 -k 128 -l 4 -ni 5000 -ef 500; "
               "128 is near the limit of 136 distinct input pairs of 17 inputs (--connections unique)")
@@ -70,13 +70,13 @@ _PRESETS = [
     _logic("cifar10_3_large", "CIFAR-10, 3 thermometer thresholds, 512K gates",
            dataset="cifar10_3", tau=100, num_neurons=128_000, num_layers=4),
     _logic("cifar10_31_small", "CIFAR-10, 31 thermometer thresholds, 1.28M gates",
-           note="-t 100 as for the 3-threshold models (the brief gives -k and -l only)",
+           note="-t 100 as for the 3-threshold models (only -k and -l are published)",
            dataset="cifar10_31", tau=100, num_neurons=256_000, num_layers=5),
     _logic("cifar10_31_medium", "CIFAR-10, 31 thermometer thresholds, 2.56M gates",
-           note="-t 100 as for the 3-threshold models (the brief gives -k and -l only)",
+           note="-t 100 as for the 3-threshold models (only -k and -l are published)",
            dataset="cifar10_31", tau=100, num_neurons=512_000, num_layers=5),
     _logic("cifar10_31_large", "CIFAR-10, 31 thermometer thresholds, 5.12M gates",
-           note="-t 100 as for the 3-threshold models (the brief gives -k and -l only)",
+           note="-t 100 as for the 3-threshold models (only -k and -l are published)",
            dataset="cifar10_31", tau=100, num_neurons=1_024_000, num_layers=5),
     _logic("adult", "UCI Adult (116 inputs), 1280 gates",
            dataset="adult", tau=20, num_neurons=256, num_layers=5, num_iterations=100_000),
