@@ -1,7 +1,9 @@
 """Training-step benchmark: fused CPU kernel vs the reference 16-op mixture.
 
 Model: 784 -> width x depth LogicLayers -> GroupSum(10) (tau 10 for width 8000 as in the published
-MNIST 20x20 run, 30 otherwise), batch 100, float32, Adam(lr=0.01). A step is forward + cross-entropy
+MNIST 20x20 run, 30 otherwise), batch 100, float32, Adam(lr=0.01). The fused kernel runs with each
+of ``--parametrizations`` (default softmax16 and iwp: 16 logits vs 4 entry logits per gate); the
+reference is the plain 16-op softmax mixture, the original formulation, in the same run. A step is forward + cross-entropy
 + backward + Adam. Each (width, implementation) runs in fresh processes, so its peak RSS (VmHWM) is
 the whole process's own high-water mark; the implementations alternate over ``--rounds`` rounds and
 the step times of all rounds are pooled, so a load change on a shared machine hits both. Before any
@@ -11,6 +13,7 @@ gradient match the reference.
 Run (from the repository root):
     PYTHONPATH=src python benchmarks/bench_train.py                       # 8000 and 64000, 2 threads
     PYTHONPATH=src python benchmarks/bench_train.py --sizes 8000 --steps 10 --warmup 2
+    PYTHONPATH=src python benchmarks/bench_train.py --sizes 8000 --parametrizations softmax16,iwp,walsh
     PYTHONPATH=src python benchmarks/bench_train.py --skip-reference-large  # no reference at >= 20000
 
 The reference at width 64000 needs about 17 GB (measured); it runs one round of
@@ -38,11 +41,13 @@ REF_MB_PER_WIDTH_DEFAULT = 0.31
 CHECK_RTOL = 1e-4
 
 
-def build_model(width: int, depth: int, implementation: str, seed: int = 0):
+def build_model(width: int, depth: int, implementation: str, seed: int = 0, parametrization: str = "softmax16"):
     import torch
     from diffgates import GroupSum, LogicLayer
     torch.manual_seed(seed)
-    layers = [LogicLayer(IN_DIM if i == 0 else width, width, implementation=implementation) for i in range(depth)]
+    # Gaussian init for every parametrization: the check compares non-trivial gradients.
+    layers = [LogicLayer(IN_DIM if i == 0 else width, width, implementation=implementation,
+                         parametrization=parametrization, init="gaussian") for i in range(depth)]
     return torch.nn.Sequential(torch.nn.Flatten(), *layers, GroupSum(CLASSES, tau=10 if width == 8000 else 30))
 
 
@@ -54,13 +59,13 @@ def batch(n: int, seed: int = 1):
 
 
 def check_worker(cfg: dict) -> dict:
-    """Kernel vs reference on the benchmark model: logits and all parameter gradients."""
+    """Kernel vs reference on the benchmark model (one parametrization): logits and all parameter gradients."""
     import torch
     torch.set_num_threads(cfg["threads"])
     x, y = batch(cfg["check_batch"])
     results = {}
     for impl in ("cpu", "reference"):
-        model = build_model(cfg["width"], cfg["depth"], impl)
+        model = build_model(cfg["width"], cfg["depth"], impl, parametrization=cfg["parametrization"])
         logits = model(x)
         torch.nn.functional.cross_entropy(logits, y).backward()
         results[impl] = [logits.detach()] + [p.grad for p in model.parameters()]
@@ -75,7 +80,7 @@ def time_worker(cfg: dict) -> dict:
     """Median step time (and its phases) and the process's peak RSS for one configuration."""
     import torch
     torch.set_num_threads(cfg["threads"])
-    model = build_model(cfg["width"], cfg["depth"], cfg["implementation"])
+    model = build_model(cfg["width"], cfg["depth"], cfg["implementation"], parametrization=cfg["parametrization"])
     opt = torch.optim.Adam(model.parameters(), lr=0.01)
     x, y = batch(cfg["batch"])
     phases: dict[str, list[float]] = {"step": [], "forward": [], "backward": [], "optimizer": []}
@@ -121,6 +126,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (default 2)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternate the implementations this many times, fresh processes each (default 3)")
+    parser.add_argument("--parametrizations", default="softmax16,iwp",
+                        help="comma-separated parametrizations for the fused kernel (default softmax16,iwp)")
     parser.add_argument("--check-batch", type=int, default=16, help="batch of the kernel-vs-reference check")
     parser.add_argument("--reference-steps-large", type=int, default=2,
                         help=f"timed reference steps at widths >= {LARGE_WIDTH} (default 2; 1 warm-up)")
@@ -130,6 +137,10 @@ def main() -> None:
     widths = [int(s) for s in args.sizes.split(",") if s.strip()]
     if not widths or min(widths) < 1:
         parser.error(f"--sizes must list positive widths, got {args.sizes!r}")
+    kinds = [s.strip() for s in args.parametrizations.split(",") if s.strip()]
+    from diffgates.kernels.parametrizations import PARAMETRIZATIONS
+    if not kinds or set(kinds) - set(PARAMETRIZATIONS):
+        parser.error(f"--parametrizations must list some of {PARAMETRIZATIONS}, got {args.parametrizations!r}")
     if min(args.steps, args.rounds, args.threads, args.batch, args.depth) < 1 or args.warmup < 0:
         parser.error("--steps, --rounds, --threads, --batch and --depth must be >= 1, --warmup >= 0")
 
@@ -142,21 +153,24 @@ def main() -> None:
     rows, ref_rss_per_width = [], None
     for width in widths:
         base = {"width": width, "depth": args.depth, "threads": args.threads}
-        check = run_worker(script, {**base, "mode": "check", "check_batch": args.check_batch}, env=env)
-        if "error" in check or not check["ok"]:
-            raise SystemExit(f"kernel and reference disagree on {IN_DIM}->{width}x{args.depth}: {check}")
-        print(f"check {IN_DIM}->{width}x{args.depth} (batch {args.check_batch}): logits and {check['tensors'] - 1} "
-              f"parameter gradients agree, max |kernel - reference| / max |reference| = {check['max_rel_err']:.1e} "
-              f"(tolerance {CHECK_RTOL:.0e})")
+        for kind in kinds:
+            check = run_worker(script, {**base, "mode": "check", "check_batch": args.check_batch,
+                                        "parametrization": kind}, env=env)
+            if "error" in check or not check["ok"]:
+                raise SystemExit(f"kernel and reference disagree on {IN_DIM}->{width}x{args.depth} {kind}: {check}")
+            print(f"check {IN_DIM}->{width}x{args.depth} {kind} (batch {args.check_batch}): logits and "
+                  f"{check['tensors'] - 1} parameter gradients agree, max |kernel - reference| / max |reference| = "
+                  f"{check['max_rel_err']:.1e} (tolerance {CHECK_RTOL:.0e})")
         # Rounds alternate the implementations, each in a fresh process, so that a load change on a
-        # shared machine hits both rather than whichever happened to run second.
-        runs: dict[str, list[dict]] = {"cpu": [], "reference": []}
+        # shared machine hits all of them rather than whichever happened to run last.
+        runs: dict[tuple[str, str], list[dict]] = {("cpu", kind): [] for kind in kinds}
+        runs[("reference", "softmax16")] = []
         large_ref = width >= LARGE_WIDTH
         for rnd in range(args.rounds):
-            for impl in runs:
+            for impl, kind in runs:
                 steps = -(-args.steps // args.rounds)
-                cfg = {**base, "mode": "time", "implementation": impl, "batch": args.batch, "steps": steps,
-                       "warmup": args.warmup}
+                cfg = {**base, "mode": "time", "implementation": impl, "parametrization": kind, "batch": args.batch,
+                       "steps": steps, "warmup": args.warmup}
                 if impl == "reference" and large_ref:
                     if rnd > 0 or args.skip_reference_large:
                         if rnd == 0:
@@ -173,23 +187,23 @@ def main() -> None:
                 if "error" in res:
                     print(f"{impl} at width {width}, round {rnd + 1}: failed ({res['error']})")
                     continue
-                runs[impl].append(res)
-        if runs["reference"] and ref_rss_per_width is None:
-            ref_rss_per_width = max(r["peak_rss_mb"] for r in runs["reference"]) / width
+                runs[(impl, kind)].append(res)
+        if runs[("reference", "softmax16")] and ref_rss_per_width is None:
+            ref_rss_per_width = max(r["peak_rss_mb"] for r in runs[("reference", "softmax16")]) / width
         results = {}
         for impl, rlist in runs.items():
             if rlist:
                 pooled = {key: summarize([t for r in rlist for t in r["times"][key]]) for key in rlist[0]["times"]}
                 results[impl] = {**pooled, "peak_rss_mb": max(r["peak_rss_mb"] for r in rlist)}
-        ref = results.get("reference")
-        for impl, res in results.items():
+        ref = results.get(("reference", "softmax16"))
+        for (impl, kind), res in results.items():
             speedup = f"{ref['step']['median'] / res['step']['median']:.1f}x" if ref else "n/a"
-            rows.append([f"{IN_DIM}->{width}x{args.depth}", impl, f"{res['step']['median']:.4f}",
+            rows.append([f"{IN_DIM}->{width}x{args.depth}", impl, kind, f"{res['step']['median']:.4f}",
                          f"{res['step']['min']:.4f}", f"{res['forward']['median'] * 1e3:.1f}",
                          f"{res['backward']['median'] * 1e3:.1f}", f"{res['optimizer']['median'] * 1e3:.1f}",
                          f"{res['peak_rss_mb']:.0f}", res["step"]["n"], speedup])
     print()
-    print(format_table(["model", "implementation", "median s/step", "min s/step", "forward ms", "backward ms",
+    print(format_table(["model", "implementation", "parametrization", "median s/step", "min s/step", "forward ms", "backward ms",
                         "Adam ms", "peak RSS MB", "steps", "speedup vs reference"], rows))
 
 

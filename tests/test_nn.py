@@ -193,7 +193,11 @@ def test_state_dict_errors_name_the_bad_value():
     _error(ValueError, "holds input indices in [-1,", lambda: layer.load_state_dict(bad))
     wrong_weights = layer.state_dict()
     wrong_weights["weights"] = torch.zeros(7, 15)
-    _error(RuntimeError, "size mismatch for weights", lambda: layer.load_state_dict(wrong_weights))
+    _error(ValueError, "state_dict['weights'] has shape (7, 15), this layer expects (7, 16) (out_dim=7, "
+                       "parametrization='softmax16')", lambda: layer.load_state_dict(wrong_weights))
+    iwp = LogicLayer(12, 7, parametrization="iwp")
+    _error(ValueError, "has shape (7, 16), this layer expects (7, 4) (out_dim=7, parametrization='iwp')",
+           lambda: iwp.load_state_dict(layer.state_dict()))
     # Nested in a model, the key named in the message carries the module prefix.
     model = torch.nn.Sequential(LogicLayer(12, 7))
     _error(ValueError, "state_dict['0.connections']",

@@ -369,3 +369,26 @@ def test_monk1_preset_runs_on_the_real_files(tmp_path):
     assert 0.3 < results["test_acc_eval_mode"] <= 1
     model = load_model(out)
     assert model.diffgates_input_layout and model.diffgates_config["dataset"] == "monk1"
+
+
+@pytest.mark.parametrize("variant", [["--parametrization", "iwp", "--sampling", "gumbel_hard", "--gumbel-tau", "0.5"],
+                                     ["--parametrization", "walsh", "--residual-logit", "1", "--sampling", "hard"]],
+                         ids=["iwp-gumbel_hard", "walsh-hard"])
+def test_gate_variants_are_stored_and_resume_exactly(tmp_path, fake, variant):
+    """The parametrization flags reach every layer, the saved model and config; a stopped Gumbel run
+    resumes to the same numbers as an uninterrupted one (the noise comes from the checkpointed RNG)."""
+    args = [*TINY, *variant, "-ef", "30", "--seed", "3"]
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    assert cli_main(["train", *args, "-ni", "60", "--out", str(whole)]) == 0
+    assert cli_main(["train", *args, "-ni", "30", "--out", str(split)]) == 0
+    assert cli_main(["train", *args, "-ni", "60", "--out", str(split), "--resume"]) == 0
+    expected, got = (json.loads((d / "results.json").read_text()) for d in (whole, split))
+    assert _metrics(got) == _metrics(expected)
+    model = load_model(whole)
+    layers = [m for m in model.modules() if hasattr(m, "parametrization")]
+    assert len(layers) == 3 and {m.parametrization for m in layers} == {variant[1]}
+    assert {m.sampling for m in layers} == {variant[variant.index("--sampling") + 1]}
+    assert model.diffgates_config["parametrization"] == variant[1]
+    assert model.diffgates_spec["layers"][0]["init"] == "residual"  # the resolved default, recorded
+    # A different sampling on --resume continues another run: refused, naming the field.
+    assert cli_main(["train", *args, "-ni", "90", "--out", str(split), "--resume", "--sampling", "soft"]) != 0

@@ -75,6 +75,19 @@ COEFFS = np.array([g.coeffs for g in GATES], dtype=np.int8)
 # (16, 4) bool: TRUTH_TABLES[g, 2*a + b] is the gate's output.
 TRUTH_TABLES = np.array([g.truth_table for g in GATES], dtype=bool)
 
+# The truth-table entries (a, b) = (0,0), (0,1), (1,0), (1,1) as gates: ENTRY_GATES[e] is true at entry e
+# only, so a gate is the sum of the gates of its true entries and ENTRY_COEFFS (4, 4) maps truth-table
+# values (or their probabilities) to the coefficients of 1, a, b, ab.
+ENTRY_GATES = (8, 4, 2, 1)
+ENTRY_COEFFS = COEFFS[list(ENTRY_GATES)]
+
+
+def gate_from_entries(entries: np.ndarray) -> np.ndarray:
+    """Gate ids of (..., 4) truth-table bits in the entry order above: 8*e00 + 4*e01 + 2*e10 + e11."""
+    bits = np.asarray(entries, dtype=np.int64)
+    return bits @ np.array(ENTRY_GATES, dtype=np.int64)
+
+
 # Every gate's id by name, for code that builds or rewrites circuits.
 (FALSE, AND, A_AND_NOT_B, A, NOT_A_AND_B, B, XOR, OR, NOR, XNOR, NOT_B, A_OR_NOT_B, NOT_A, NOT_A_OR_B, NAND,
  TRUE) = range(NUM_GATES)

@@ -21,11 +21,14 @@ batched evaluation every family's ``deployed_accuracy`` uses. Add a family: one 
 """
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+
+from ..nn import soft_sampling
 
 SPEC_FORMAT = "diffgates.model_spec"
 SPEC_VERSION = 1
@@ -106,7 +109,8 @@ def accuracy_counts(model: torch.nn.Module, x_raw: torch.Tensor, y: torch.Tensor
         x_raw: raw dataset rows (as stored by ``diffgates.data``); y: int64 labels.
         encode: ``dataset.encode(x_raw_batch, binary)``.
         binary: True for exact {0, 1} bits (the discrete network's inputs).
-        train_mode: evaluate the relaxed network (``model.train()``) instead of the discrete one.
+        train_mode: evaluate the relaxed network (``model.train()``, soft sampling: no noise, no
+            straight-through) instead of the discrete one.
         batch_size: rows per forward pass.
         device: where to run.
         shard: (rank, world_size): this call evaluates rows rank, rank + world_size, ...
@@ -120,12 +124,14 @@ def accuracy_counts(model: torch.nn.Module, x_raw: torch.Tensor, y: torch.Tensor
     model.train(train_mode)
     correct = 0
     rows = torch.arange(rank, len(y), world)
+    relaxation = soft_sampling(model) if train_mode else contextlib.nullcontext()
     try:
-        for start in range(0, len(rows), batch_size):
-            idx = rows[start:start + batch_size]
-            x = encode(x_raw[idx].to(device, non_blocking=True), binary)  # encode where the model runs
-            pred = model(x).argmax(-1).cpu()
-            correct += int((pred == y[idx]).sum())
+        with relaxation:
+            for start in range(0, len(rows), batch_size):
+                idx = rows[start:start + batch_size]
+                x = encode(x_raw[idx].to(device, non_blocking=True), binary)  # encode where the model runs
+                pred = model(x).argmax(-1).cpu()
+                correct += int((pred == y[idx]).sum())
     finally:
         model.train(was_training)
     return correct, len(rows)

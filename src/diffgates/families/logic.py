@@ -1,7 +1,8 @@
 """The logic family: ``Flatten + LogicLayer... + GroupSum``, the differentiable logic gate networks.
 
 Spec: ``{header, "kind": "logic", "tau", "layers": [{"in_dim", "out_dim", "grad_factor",
-"connections"}, ...]}`` -> ``Sequential(Flatten, LogicLayer..., GroupSum(n_classes, tau))``. As
+"connections", "parametrization", "init", "residual_logit", "sampling", "gumbel_tau"}, ...]}``; the
+last five are optional (files written before they existed mean softmax16, soft sampling) -> ``Sequential(Flatten, LogicLayer..., GroupSum(n_classes, tau))``. As
 deployed it is the discrete circuit: the eval-mode network on exact input bits, extracted by
 ``diffgates.frontend.to_circuit``. Example::
 
@@ -15,21 +16,45 @@ from typing import Any
 
 import torch
 
+from ..kernels import parametrizations as param
 from ..nn import GroupSum, LogicLayer
 from ..nn.connections import CONNECTION_KINDS
 from .base import ModelFamily, check_int, check_number, spec_header
 
 
+# Per-layer keys of how gates are parametrized and trained, and their values in older spec files.
+GATE_KEYS = {"parametrization": "softmax16", "init": None, "residual_logit": None, "sampling": "soft",
+             "gumbel_tau": 1.0}
+
+
 def logic_spec(in_dim: int, n_classes: int, num_neurons: int, num_layers: int, tau: float = 10.0,
-               connections: str = "unique", grad_factor: float = 1.0, input_shape=None) -> dict[str, Any]:
-    """Spec of Flatten + ``num_layers`` LogicLayers of width ``num_neurons`` + GroupSum(n_classes, tau)."""
+               connections: str = "unique", grad_factor: float = 1.0, input_shape=None,
+               **gate_options: Any) -> dict[str, Any]:
+    """Spec of Flatten + ``num_layers`` LogicLayers of width ``num_neurons`` + GroupSum(n_classes, tau).
+
+    ``gate_options``: any of ``GATE_KEYS`` (LogicLayer's parametrization, init, residual_logit,
+    sampling, gumbel_tau), the same for every layer; init and residual_logit are stored resolved.
+    """
+    unknown = sorted(set(gate_options) - set(GATE_KEYS))
+    if unknown:
+        raise ValueError(f"logic_spec got unknown options {unknown}; expected some of {sorted(GATE_KEYS)}")
+    gate = _resolved({**GATE_KEYS, **gate_options})
     layers, width = [], in_dim
     for _ in range(num_layers):
         layers.append({"in_dim": width, "out_dim": num_neurons, "grad_factor": float(grad_factor),
-                       "connections": connections})
+                       "connections": connections, **gate})
         width = num_neurons
     spec = {**spec_header("logic", in_dim, n_classes, input_shape), "tau": float(tau), "layers": layers}
     return LOGIC.validate(spec, "logic spec")
+
+
+def _resolved(gate: dict[str, Any]) -> dict[str, Any]:
+    """Gate options with the parametrization's default init and residual logit filled in (a full record)."""
+    p = param.check_parametrization(gate["parametrization"])
+    init = param.DEFAULT_INIT[p] if gate["init"] is None else gate["init"]
+    logit = param.DEFAULT_RESIDUAL_LOGIT[p] if gate["residual_logit"] is None else float(gate["residual_logit"])
+    return {"parametrization": p, "init": init, "residual_logit": logit, "sampling": gate["sampling"],
+            "gumbel_tau": float(gate["gumbel_tau"])}
 
 
 class LogicFamily(ModelFamily):
@@ -44,7 +69,8 @@ class LogicFamily(ModelFamily):
                              f"{config.dataset}: GroupSum splits the last layer into {n_classes} equal blocks; "
                              f"choose -k as a multiple of {n_classes}")
         return logic_spec(int(dataset.n_inputs), n_classes, config.num_neurons, config.num_layers, config.tau,
-                          config.connections, config.grad_factor, [int(d) for d in dataset.input_shape])
+                          config.connections, config.grad_factor, [int(d) for d in dataset.input_shape],
+                          **{key: getattr(config, key) for key in GATE_KEYS})
 
     def validate(self, spec: dict[str, Any], where: str) -> dict[str, Any]:
         check_number(where, "tau", spec.get("tau"))
@@ -63,6 +89,12 @@ class LogicFamily(ModelFamily):
                 raise ValueError(f"{where}: layers[{i}].connections={layer.get('connections')!r}; expected one "
                                  f"of {CONNECTION_KINDS}")
             check_number(where, f"layers[{i}].grad_factor", layer.get("grad_factor"))
+            try:
+                gate = _resolved({key: layer.get(key, default) for key, default in GATE_KEYS.items()})
+                param.check_sampling(gate["sampling"], gate["gumbel_tau"])
+                param.initial_weights(gate["parametrization"], 0, gate["init"], gate["residual_logit"])
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{where}: layers[{i}]: {exc}") from None
             width = layer["out_dim"]
         if width % spec["n_classes"]:
             raise ValueError(f"{where}: the last logic layer has {width} outputs, not divisible into "
@@ -73,9 +105,10 @@ class LogicFamily(ModelFamily):
     def build(self, spec, device="cpu", implementation=None) -> torch.nn.Module:
         modules: list[torch.nn.Module] = [torch.nn.Flatten()]
         for layer in spec["layers"]:
+            gate = _resolved({key: layer.get(key, default) for key, default in GATE_KEYS.items()})
             modules.append(LogicLayer(layer["in_dim"], layer["out_dim"], device=device,
                                       grad_factor=layer["grad_factor"], implementation=implementation,
-                                      connections=layer["connections"]))
+                                      connections=layer["connections"], **gate))
         modules.append(GroupSum(spec["n_classes"], spec["tau"]))
         return torch.nn.Sequential(*modules)
 
@@ -87,7 +120,7 @@ class LogicFamily(ModelFamily):
         logic = body[:-1]
         spec = {**spec_header("logic", logic[0].in_dim, body[-1].k, input_shape), "tau": float(body[-1].tau),
                 "layers": [{"in_dim": m.in_dim, "out_dim": m.out_dim, "grad_factor": float(m.grad_factor),
-                            "connections": m.connection_kind} for m in logic]}
+                            "connections": m.connection_kind, **m.gate_options()} for m in logic]}
         return self.validate(spec, "model_spec")
 
     def layer_widths(self, spec):

@@ -14,7 +14,12 @@ The fused kernels are torch custom ops defined once in ``kernels/ops.py`` (``dif
 A fused kernel module exposes ``unavailable_reason() -> str | None``, ``FLOAT_DTYPES`` and
 ``logic_layer(x, coeffs, connections, coeff_index=None) -> Tensor`` (differentiable in x and coeffs).
 
-``coeff_index`` (optional, (out,) int64): neuron j uses row ``coeff_index[j]`` of the (rows, 16) logits,
+``parametrization``, ``sampling`` and ``gumbel_tau`` choose how the parameters become a gate
+(``kernels/parametrizations.py``); every implementation runs every combination: the fused ones turn
+the parameters into the 4 coefficients first (a fused op for softmax16, a few small torch ops for
+iwp and walsh) and then run the one 4-coefficient kernel.
+
+``coeff_index`` (optional, (out,) int64): neuron j uses row ``coeff_index[j]`` of the (rows, P) parameters,
 so many neurons (a convolution's positions) share one gate's parameters; the shared rows' gradients
 are the sums over their neurons. Every implementation supports it.
 
@@ -32,6 +37,7 @@ import warnings
 import torch
 
 from .._triton import interpreting
+from . import parametrizations
 from .arguments import check_logic_layer_args, check_ranges
 from .reference import gate_coefficients, logic_layer_reference
 
@@ -109,27 +115,41 @@ def resolve(implementation: str | None, device: torch.device, dtype: torch.dtype
     return wanted
 
 
-def _coefficients(name: str, weights: torch.Tensor, training: bool) -> torch.Tensor:
-    """(out, 4) coefficients for the fused implementation ``name`` (its fused softmax when it has one)."""
+def _softmax_coefficients(name: str, logits: torch.Tensor) -> torch.Tensor:
+    """(out, 4) coefficients of softmax(logits) @ COEFFS by the fused implementation ``name``."""
     if name == "gpu":
-        return _fused_module("gpu").gate_coefficients(weights, training)
-    if training:
-        from . import ops  # the op's CPU implementation is plain torch with a one-op backward
-        return ops.gate_coefficients(weights)
-    return gate_coefficients(weights, training)
+        return _fused_module("gpu").gate_coefficients(logits, True)
+    from . import ops  # the op's CPU implementation is C (plain torch without a compiler), one-op backward
+    return ops.gate_coefficients(logits)
+
+
+def _coefficients(name: str, weights: torch.Tensor, training: bool, parametrization: str, sampling: str,
+                  gumbel_tau: float) -> torch.Tensor:
+    """(out, 4) coefficients for the fused implementation ``name`` (its fused softmax when it has one)."""
+    if not training or parametrization != "softmax16":
+        return parametrizations.coefficients(parametrization, weights, training, sampling, gumbel_tau)
+    logits = parametrizations.training_logits(parametrization, weights, sampling, gumbel_tau)
+    soft = _softmax_coefficients(name, logits)
+    if parametrizations.is_hard(sampling):
+        hard = parametrizations.hard_basis_weights(parametrization, logits.detach())
+        return parametrizations.straight_through(hard @ parametrizations.basis(parametrization, hard.dtype,
+                                                                               hard.device), soft)
+    return soft
 
 
 def logic_layer(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tensor, training: bool,
-                implementation: str | None = None, coeff_index: torch.Tensor | None = None) -> torch.Tensor:
-    """LogicLayer forward on (N, in) inputs with (out, 16) logits and (2, out) connections.
+                implementation: str | None = None, coeff_index: torch.Tensor | None = None, *,
+                parametrization: str = "softmax16", sampling: str = "soft", gumbel_tau: float = 1.0) -> torch.Tensor:
+    """LogicLayer forward on (N, in) inputs with (out, P) parameters and (2, out) connections.
 
     Args:
         x: (N, in) probabilities.
-        weights: (out, 16) gate logits; (rows, 16) with ``coeff_index``.
+        weights: (out, P) parameters (P = 16 for softmax16, 4 for iwp/walsh); (rows, P) with ``coeff_index``.
         connections: (2, out) int64 input indices.
-        training: softmax mixture (True) or the argmax gate (False).
+        training: the relaxation (True) or the discrete gate (False).
         implementation: see the module docstring (None: automatic).
         coeff_index: optional (out,) int64 row of ``weights`` per neuron (shared gates).
+        parametrization, sampling, gumbel_tau: see ``kernels/parametrizations.py``.
 
     Returns:
         (N, out) outputs, differentiable in x and weights.
@@ -138,12 +158,15 @@ def logic_layer(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tenso
         ValueError: bad shapes, dtypes or indices (the message names the value), or an implementation
             that does not run on x's device.
     """
+    width = parametrizations.width(parametrization)
+    parametrizations.check_sampling(sampling, gumbel_tau)
     name = resolve(implementation, x.device, x.dtype)
     if name == "reference":
         if coeff_index is not None:  # the kernels check their own arguments; indexing alone would not say which
             check_logic_layer_args("logic_layer (reference)", x, weights, connections, coeff_index,
-                                   float_dtypes=None, index_dtypes=(torch.int64, torch.int32), width=16)
+                                   float_dtypes=None, index_dtypes=(torch.int64, torch.int32), width=width)
             check_ranges(x, weights, connections, coeff_index)
-        return logic_layer_reference(x, weights, connections, training, coeff_index)
-    coeffs = _coefficients(name, weights.to(x.dtype), training)
+        return logic_layer_reference(x, weights, connections, training, coeff_index, parametrization, sampling,
+                                     gumbel_tau)
+    coeffs = _coefficients(name, weights.to(x.dtype), training, parametrization, sampling, gumbel_tau)
     return _fused_module(name).logic_layer(x, coeffs, connections, coeff_index)

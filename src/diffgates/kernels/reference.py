@@ -1,9 +1,12 @@
 """Plain-PyTorch reference for the LogicLayer computation: the executable spec every kernel must match.
 
-``logic_layer_reference`` is the paper's formulation verbatim: each neuron mixes the 16 gate
-relaxations (written out one by one from ``diffgates.gates.COEFFS``) with softmax weights in training
-mode, or takes the one-hot argmax gate in eval mode. It is deliberately simple and slow (16 ops over
-(N, out_dim) tensors) and is also the "plain 16-op mixture" the benchmarks compare against.
+``logic_layer_reference`` is each paper's formulation verbatim. softmax16: each neuron mixes the 16
+gate relaxations (written out one by one from ``diffgates.gates.COEFFS``) with softmax weights in
+training mode, or takes the one-hot argmax gate in eval mode; deliberately simple and slow (16 ops
+over (N, out_dim) tensors), it is also the "plain 16-op mixture" the benchmarks compare against.
+iwp/walsh: the sum over the four truth-table entries of the entry's value times its probability,
+e.g. (1 - a) b for (0, 1). The mixing weights, and any sampling noise, come from
+``parametrizations.basis_weights``, so a reference and a fused call seeded alike draw the same noise.
 
 ``gate_coefficients`` is the collapsed form used by the fused kernels: per neuron the 4 numbers
 (c0, c1, c2, c3) with output = c0 + c1 a + c2 b + c3 ab.
@@ -21,6 +24,7 @@ import functools
 import torch
 
 from .. import gates
+from . import parametrizations
 
 
 def gate_probabilities(weights: torch.Tensor, training: bool) -> torch.Tensor:
@@ -51,23 +55,32 @@ def gate_coefficients(weights: torch.Tensor, training: bool) -> torch.Tensor:
 
 
 def logic_layer_reference(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tensor,
-                          training: bool, coeff_index: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, in) probabilities -> (N, out): the 16-relaxation mixture, one term per gate.
+                          training: bool, coeff_index: torch.Tensor | None = None,
+                          parametrization: str = "softmax16", sampling: str = "soft",
+                          gumbel_tau: float = 1.0) -> torch.Tensor:
+    """(N, in) probabilities -> (N, out): the relaxation's mixture, one term per gate or truth-table entry.
 
-    ``weights`` is (out, 16), or (rows, 16) with an (out,) ``coeff_index`` (neuron j: row coeff_index[j]).
+    ``weights`` is (out, P), or (rows, P) with an (out,) ``coeff_index`` (neuron j: row coeff_index[j]),
+    with P = ``parametrizations.width(parametrization)``.
     """
     a = x[:, connections[0]]
     b = x[:, connections[1]]
-    ab = a * b
-    probs = gate_probabilities(weights, training)
+    mix = parametrizations.basis_weights(parametrization, weights, training, sampling, gumbel_tau)
     if coeff_index is not None:
-        probs = probs[coeff_index]
-    # Each gate's relaxation, from its coefficients over {1, a, b, ab} (product logic).
+        mix = mix[coeff_index]
     out = torch.zeros_like(a)
+    if parametrization != "softmax16":
+        # P(entry) for the entries (0,0), (0,1), (1,0), (1,1) of independent input bits.
+        na, nb = 1 - a, 1 - b
+        for e, p_entry in enumerate((na * nb, na * b, a * nb, a * b)):
+            out = out + mix[:, e] * p_entry
+        return out
+    ab = a * b
+    # Each gate's relaxation, from its coefficients over {1, a, b, ab} (product logic).
     for g in gates.GATES:
         c0, c1, c2, c3 = g.coeffs
         relaxed = c0 + c1 * a + c2 * b + c3 * ab if any(g.coeffs) else torch.zeros_like(a)
-        out = out + probs[:, g.id] * relaxed
+        out = out + mix[:, g.id] * relaxed
     return out
 
 

@@ -1,8 +1,11 @@
 """LogicLayer: a layer of two-input logic-gate neurons, drop-in for ``difflogic.LogicLayer``.
 
 Each of ``out_dim`` neurons reads two fixed inputs (``connections``, chosen at init, never learned)
-and learns 16 logits over the gates of ``diffgates.gates``. Training mode outputs the softmax mixture
-of the 16 relaxations; eval mode uses the argmax gate only, which is exact on {0, 1} inputs.
+and learns which of the 16 gates of ``diffgates.gates`` it is. By default (``'softmax16'``, the
+original's) it learns 16 logits and training mode outputs the softmax mixture of the 16 relaxations;
+``'iwp'`` and ``'walsh'`` learn 4 numbers per gate instead (``diffgates.kernels.parametrizations``
+defines all three, the inits and the samplings). Eval mode uses the discrete gate only, which is exact
+on {0, 1} inputs.
 
 Example::
 
@@ -10,12 +13,17 @@ Example::
     from diffgates import LogicLayer, GroupSum
     model = torch.nn.Sequential(torch.nn.Flatten(), LogicLayer(784, 8000), LogicLayer(8000, 8000),
                                 GroupSum(k=10, tau=10))
+    fast = LogicLayer(784, 8000, parametrization='iwp', sampling='hard')  # 4 parameters, residual init
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 
-from .. import gates, kernels
+from .. import kernels
+from ..kernels import parametrizations as param
 from .connections import CONNECTION_KINDS, make_connections
 
 
@@ -43,15 +51,28 @@ class LogicLayer(torch.nn.Module):
         implementation: None (fused kernel for the device, reference fallback), 'reference'/'python',
             'cpu', or 'gpu'/'cuda'. See ``diffgates.kernels``.
         connections: 'random' or 'unique' (see ``diffgates.nn.connections``).
+        parametrization: 'softmax16' (16 gate logits), 'iwp' (4 truth-table-entry logits) or 'walsh'
+            (4 Walsh coefficients).
+        init: 'gaussian' or 'residual' (every gate starts as the pass-through gate A); None: the
+            parametrization's default (``param.DEFAULT_INIT``: gaussian for softmax16, as the original;
+            residual for iwp and walsh, which do not train deep from Gaussian entry logits).
+        residual_logit: the pass-through logit of the residual init (None: ``param.DEFAULT_RESIDUAL_LOGIT``,
+            5 for softmax16 as the conv paper, 3 for iwp/walsh).
+        sampling: training-mode forward: 'soft' (the relaxation), 'hard' (discrete gate forward,
+            relaxation gradient), 'gumbel_soft', 'gumbel_hard' (the same with noise on the logits at
+            temperature ``gumbel_tau``; torch's RNG). Eval mode always uses the discrete gate.
 
     Attributes:
-        weights: Parameter (out_dim, 16), gate logits in the canonical order of ``diffgates.gates``.
+        weights: Parameter (out_dim, P): P = 16 gate logits in the canonical order of ``diffgates.gates``
+            (softmax16), or 4 parameters per gate (iwp: entries (0,0), (0,1), (1,0), (1,1); walsh:
+            coefficients of 1, s_a, s_b, s_a s_b).
         connections: int64 buffer (2, out_dim): input indices of a and b; saved in ``state_dict``.
     """
 
     def __init__(self, in_dim: int, out_dim: int, device: str | torch.device = "cpu",
                  grad_factor: float = 1.0, implementation: str | None = None,
-                 connections: str = "random"):
+                 connections: str = "random", parametrization: str = "softmax16", init: str | None = None,
+                 residual_logit: float | None = None, sampling: str = "soft", gumbel_tau: float = 1.0):
         super().__init__()
         for name, value in (("in_dim", in_dim), ("out_dim", out_dim)):
             if isinstance(value, bool) or int(value) != value or value < 1:
@@ -60,12 +81,19 @@ class LogicLayer(torch.nn.Module):
             raise ValueError(f"connections={connections!r} is not known; expected one of {CONNECTION_KINDS}")
         if not grad_factor > 0:
             raise ValueError(f"grad_factor must be > 0, got grad_factor={grad_factor!r}")
+        param.check_parametrization(parametrization)
+        param.check_sampling(sampling, gumbel_tau)
         self.in_dim, self.out_dim = int(in_dim), int(out_dim)
         self.grad_factor = float(grad_factor)
         self.implementation = kernels.canonical_implementation(implementation)
         self.connection_kind = connections
-        # The original API's init: standard-normal logits, so every gate starts near-uniform.
-        self.weights = torch.nn.Parameter(torch.randn(self.out_dim, gates.NUM_GATES, device=device))
+        self.parametrization, self.sampling, self.gumbel_tau = parametrization, sampling, float(gumbel_tau)
+        self.init = param.DEFAULT_INIT[parametrization] if init is None else init
+        self.residual_logit = float(param.DEFAULT_RESIDUAL_LOGIT[parametrization] if residual_logit is None
+                                    else residual_logit)
+        # Drawn before the connections, so softmax16's default init consumes torch's RNG as the original.
+        self.weights = torch.nn.Parameter(param.initial_weights(parametrization, self.out_dim, self.init,
+                                                                self.residual_logit, device=device))
         conn = make_connections(connections, self.in_dim, self.out_dim)
         self.register_buffer("connections", conn.to(device=device, dtype=torch.int64))
 
@@ -74,9 +102,14 @@ class LogicLayer(torch.nn.Module):
         """(a, b) index tensors, named as in the original package."""
         return self.connections[0], self.connections[1]
 
+    def gate_options(self) -> dict:
+        """The keyword arguments that fix how this layer's gates are parametrized and trained."""
+        return {"parametrization": self.parametrization, "init": self.init, "residual_logit": self.residual_logit,
+                "sampling": self.sampling, "gumbel_tau": self.gumbel_tau}
+
     def gate_ids(self) -> torch.Tensor:
-        """(out_dim,) int64: the argmax gate of every neuron (the gate eval mode and circuits use)."""
-        return self.weights.detach().argmax(-1)
+        """(out_dim,) int64: the discrete gate of every neuron (the gate eval mode and circuits use)."""
+        return param.gate_ids(self.parametrization, self.weights)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() < 2:
@@ -91,7 +124,9 @@ class LogicLayer(torch.nn.Module):
             x = x.to(self.weights.dtype)  # bool/uint8 bits are valid probabilities
         if self.grad_factor != 1.0:
             x = GradFactor.apply(x, self.grad_factor)
-        return kernels.logic_layer(x, self.weights, self.connections, self.training, self.implementation)
+        return kernels.logic_layer(x, self.weights, self.connections, self.training, self.implementation,
+                                   parametrization=self.parametrization, sampling=self.sampling,
+                                   gumbel_tau=self.gumbel_tau)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # A checkpoint of a different width would otherwise surface as a cryptic copy error.
@@ -105,9 +140,38 @@ class LogicLayer(torch.nn.Module):
             if lo < 0 or hi >= self.in_dim:
                 raise ValueError(f"state_dict[{key!r}] holds input indices in [{lo}, {hi}], outside "
                                  f"[0, {self.in_dim - 1}] for in_dim={self.in_dim}: corrupt or foreign checkpoint")
+        # A different parametrization (16 vs 4 columns) would otherwise be a bare size mismatch.
+        weights = state_dict.get(prefix + "weights")
+        if weights is not None and weights.shape != self.weights.shape:
+            raise ValueError(f"state_dict[{prefix + 'weights'!r}] has shape {tuple(weights.shape)}, this layer "
+                             f"expects {tuple(self.weights.shape)} (out_dim={self.out_dim}, "
+                             f"parametrization={self.parametrization!r})")
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def extra_repr(self) -> str:
         extra = f", grad_factor={self.grad_factor}" if self.grad_factor != 1.0 else ""
         impl = f", implementation={self.implementation!r}" if self.implementation else ""
+        if self.parametrization != "softmax16":
+            extra += f", parametrization={self.parametrization!r}"
+        if self.sampling != "soft":
+            extra += f", sampling={self.sampling!r}" + (f", gumbel_tau={self.gumbel_tau}"
+                                                         if self.sampling.startswith("gumbel") else "")
         return f"{self.in_dim}, {self.out_dim}, connections={self.connection_kind!r}{extra}{impl}"
+
+
+@contextlib.contextmanager
+def soft_sampling(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
+    """Inside the block every LogicLayer of ``model`` samples ``'soft'``: the deterministic relaxation.
+
+    why: the relaxed accuracy (and the discretization gap) is a property of the relaxation; a hard
+    or Gumbel sampling would report the discrete net or a noisy draw instead, and draw from the RNG.
+    """
+    layers = [m for m in model.modules() if isinstance(m, LogicLayer)]
+    saved = [m.sampling for m in layers]
+    try:
+        for m in layers:
+            m.sampling = "soft"
+        yield model
+    finally:
+        for m, sampling in zip(layers, saved):
+            m.sampling = sampling

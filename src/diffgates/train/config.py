@@ -25,6 +25,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..families import get_family
+from ..kernels import parametrizations as param
 
 CONNECTIONS = ("random", "unique")
 
@@ -43,6 +44,11 @@ class TrainConfig:
     tau: float = 10.0                   # -t: GroupSum temperature (class score = block sum / tau)
     connections: str = "unique"         # --connections: "unique" (published experiments) or "random"
     grad_factor: float = 1.0            # --grad-factor: gradient multiplier into every logic layer (~2 for deep nets)
+    parametrization: str = "softmax16"  # --parametrization: logic gate parameters: softmax16 (original), iwp, walsh
+    init: str | None = None             # --init: gaussian or residual (None: the parametrization's default)
+    residual_logit: float | None = None  # --residual-logit: pass-through logit of the residual init (None: default)
+    sampling: str = "soft"              # --sampling: soft, hard (straight-through), gumbel_soft, gumbel_hard
+    gumbel_tau: float = 1.0             # --gumbel-tau: temperature of the Gumbel samplings
     model_options: dict[str, Any] = dataclasses.field(default_factory=dict)  # the family's own options (--NAME)
 
     # --- optimisation -------------------------------------------------------------------------------
@@ -113,6 +119,14 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a finite number > 0, got {name}={value!r}")
         if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got val_fraction={self.val_fraction!r}")
+        param.check_parametrization(self.parametrization)
+        param.check_sampling(self.sampling, self.gumbel_tau)
+        if self.init is not None and self.init not in param.INITS:
+            raise ValueError(f"init={self.init!r} is not known; expected one of {param.INITS} (or unset for the "
+                             f"parametrization's default)")
+        if self.residual_logit is not None and (isinstance(self.residual_logit, bool) or not isinstance(
+                self.residual_logit, (int, float)) or not math.isfinite(self.residual_logit)):
+            raise ValueError(f"residual_logit must be a finite number, got residual_logit={self.residual_logit!r}")
         if self.connections not in CONNECTIONS:
             raise ValueError(f"connections={self.connections!r} is not known; expected one of {CONNECTIONS}")
         return self
