@@ -1,10 +1,9 @@
 """Training-step benchmark: fused CPU kernel vs the reference 16-op mixture.
 
 Model: 784 -> width x depth LogicLayers -> GroupSum(10) (tau 10 for width 8000 as in the published
-MNIST 20x20 run, 30 otherwise), batch 100, float32, Adam(lr=0.01). The fused kernel runs with each
-of ``--parametrizations`` (default softmax16 and iwp: 16 logits vs 4 entry logits per gate); the
-reference is the plain 16-op softmax mixture, the original formulation, in the same run. A step is forward + cross-entropy
-+ backward + Adam. Each (width, implementation) runs in fresh processes, so its peak RSS (VmHWM) is
+MNIST 20x20 run, 30 otherwise), batch 100, float32, Adam(lr=0.01). The fused kernel runs with each of ``--parametrizations`` (default softmax16 and iwp:
+16 logits vs 4 entry logits per gate); the reference is the plain 16-op softmax mixture, the
+original formulation, in the same run. A step is forward + cross-entropy + backward + Adam. Each (width, implementation) runs in fresh processes, so its peak RSS (VmHWM) is
 the whole process's own high-water mark; the implementations alternate over ``--rounds`` rounds and
 the step times of all rounds are pooled, so a load change on a shared machine hits both. Before any
 timing, a separate process checks on the same model that the kernel's logits and every parameter
