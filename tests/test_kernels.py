@@ -160,12 +160,15 @@ def test_thread_count_does_not_change_results():
         for threads in (1, 2):
             torch.set_num_threads(threads)
             results.append(backward_op(g, x, c, conn) + (cpu.logic_layer(x, c, conn), ops.gate_coefficients(w),
-                                                          ops.gate_coefficients_backward(w, gc)))
+                                                          ops.gate_coefficients_backward(w, gc),
+                                                          ops.entry_coefficients(w[:, :4], "walsh"),
+                                                          ops.entry_coefficients_backward(w[:, :4], gc, "walsh")))
     finally:
         torch.set_num_threads(before)
-    (gx1, gc1, y1, c1, gw1), (gx2, gc2, y2, c2, gw2) = results
+    (gx1, gc1, y1, c1, gw1, e1, ew1), (gx2, gc2, y2, c2, gw2, e2, ew2) = results
     assert torch.equal(y1, y2) and torch.equal(gx1, gx2)  # each element computed by one thread, same order
-    assert torch.equal(c1, c2) and torch.equal(gw1, gw2)  # softmax -> coefficients: one thread per neuron
+    assert torch.equal(c1, c2) and torch.equal(gw1, gw2)  # parameters -> coefficients: one thread per neuron
+    assert torch.equal(e1, e2) and torch.equal(ew1, ew2)
     torch.testing.assert_close(gc1, gc2, atol=1e-12, rtol=0)  # partial sums per thread: summation order differs
 
 

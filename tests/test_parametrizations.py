@@ -246,3 +246,42 @@ def test_bad_values_are_named():
     with pytest.raises(ValueError, match=r"iwp weights must have shape \(rows, 4\), got \(3, 16\)"):
         kernels.logic_layer(torch.rand(2, 4), torch.rand(3, 16), torch.zeros(2, 3, dtype=torch.int64), True,
                             parametrization="iwp")
+
+
+@pytest.mark.skipif(cpu.unavailable_reason() is not None, reason="no C compiler")
+@pytest.mark.parametrize("rows", [1, 15, 16, 17, 63, 65, 157])
+@pytest.mark.parametrize("parametrization", ["iwp", "walsh"])
+def test_entry_coefficient_op_matches_its_definition(parametrization, rows):
+    """The fused sigmoid map (C) against the plain formula, forward and gradient, saturated logits included."""
+    from diffgates.kernels import ops
+    gen = torch.Generator().manual_seed(rows)
+    w64 = 4 * torch.randn(rows, 4, generator=gen, dtype=torch.float64)
+    w64[0, :] = torch.tensor([0.0, 100.0, -100.0, 1e-3])  # sigmoid's tie, saturation both ways, near 0
+    grad = torch.randn(rows, 4, generator=gen, dtype=torch.float64)
+    for dtype in (torch.float64, torch.float32):
+        w = w64.to(dtype, copy=True).requires_grad_()
+        fast = ops.entry_coefficients(w, parametrization)
+        (gw_fast,) = torch.autograd.grad(fast, w, grad.to(dtype))
+        ref_w = w.detach().clone().requires_grad_()
+        ref = param.coefficients(parametrization, ref_w, training=True)
+        (gw_ref,) = torch.autograd.grad(ref, ref_w, grad.to(dtype))
+        torch.testing.assert_close(fast, ref, **TOL[dtype])
+        torch.testing.assert_close(gw_fast, gw_ref, **TOL[dtype])
+        # The plain-torch fallback (no compiler, other dtypes) is the same op.
+        torch.testing.assert_close(ops._entry_coefficients_backward_torch(w.detach(), grad.to(dtype), parametrization),
+                                   gw_ref, **TOL[dtype])
+    nan = torch.full((1, 4), float("nan"))
+    assert ops.entry_coefficients(nan, parametrization).isnan().all()  # NaN logits are not hidden
+    torch.library.opcheck(ops.entry_coefficients, (w64.clone().requires_grad_(), parametrization))
+    torch.library.opcheck(ops.entry_coefficients_backward, (w64, grad, parametrization),
+                          test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_static"))
+
+
+def test_entry_coefficient_op_names_bad_arguments():
+    from diffgates.kernels import ops
+    with pytest.raises(ValueError, match=r"takes parametrization 'iwp' or 'walsh', got 'softmax16'"):
+        ops.entry_coefficients(torch.rand(3, 4), "softmax16")
+    with pytest.raises(ValueError, match=r"walsh weights must have shape \(rows, 4\), got \(3, 5\)"):
+        ops.entry_coefficients(torch.rand(3, 5), "walsh")
+    with pytest.raises(ValueError, match=r"grad must be \(3, 4\) torch.float32, got \(2, 4\)"):
+        ops.entry_coefficients_backward(torch.rand(3, 4), torch.rand(2, 4), "iwp")

@@ -16,8 +16,8 @@ A fused kernel module exposes ``unavailable_reason() -> str | None``, ``FLOAT_DT
 
 ``parametrization``, ``sampling`` and ``gumbel_tau`` choose how the parameters become a gate
 (``kernels/parametrizations.py``); every implementation runs every combination: the fused ones turn
-the parameters into the 4 coefficients first (a fused op for softmax16, a few small torch ops for
-iwp and walsh) and then run the one 4-coefficient kernel.
+the parameters into the 4 coefficients first (a fused op per parametrization family: softmax over 16
+logits, or sigmoids of 4 entry logits) and then run the one 4-coefficient kernel.
 
 ``coeff_index`` (optional, (out,) int64): neuron j uses row ``coeff_index[j]`` of the (rows, P) parameters,
 so many neurons (a convolution's positions) share one gate's parameters; the shared rows' gradients
@@ -115,23 +115,36 @@ def resolve(implementation: str | None, device: torch.device, dtype: torch.dtype
     return wanted
 
 
-def _softmax_coefficients(name: str, logits: torch.Tensor) -> torch.Tensor:
-    """(out, 4) coefficients of softmax(logits) @ COEFFS by the fused implementation ``name``."""
-    if name == "gpu":
+def _soft_coefficients(name: str, parametrization: str, logits: torch.Tensor) -> torch.Tensor:
+    """(out, 4) soft-relaxation coefficients of (out, P) training logits by the fused implementation ``name``:
+    gate logits for softmax16, weights for iwp/walsh (``parametrization='iwp'`` for entry logits)."""
+    if parametrization == "softmax16" and name == "gpu":
         return _fused_module("gpu").gate_coefficients(logits, True)
-    from . import ops  # the op's CPU implementation is C (plain torch without a compiler), one-op backward
-    return ops.gate_coefficients(logits)
+    from . import ops  # the CPU implementations are C (plain torch without a compiler), one-op backward
+    if parametrization == "softmax16":
+        return ops.gate_coefficients(logits)
+    if name == "gpu":  # no Triton kernel of its own: a few elementwise torch ops on the GPU
+        return parametrizations.coefficients(parametrization, logits, True)
+    return ops.entry_coefficients(logits, parametrization)
 
 
 def _coefficients(name: str, weights: torch.Tensor, training: bool, parametrization: str, sampling: str,
                   gumbel_tau: float) -> torch.Tensor:
-    """(out, 4) coefficients for the fused implementation ``name`` (its fused softmax when it has one)."""
-    if not training or parametrization != "softmax16":
+    """(out, 4) coefficients for the fused implementation ``name``, through its fused parameter map."""
+    if not training:
         return parametrizations.coefficients(parametrization, weights, training, sampling, gumbel_tau)
-    logits = parametrizations.training_logits(parametrization, weights, sampling, gumbel_tau)
-    soft = _softmax_coefficients(name, logits)
+    if parametrization == "softmax16" or sampling.startswith("gumbel"):
+        logits = parametrizations.training_logits(parametrization, weights, sampling, gumbel_tau)
+        # Gate logits, or noisy entry logits, whose map is iwp's (noise goes on the entry logits).
+        soft = _soft_coefficients(name, "softmax16" if parametrization == "softmax16" else "iwp", logits)
+        hard_logits = logits.detach()
+    else:  # iwp/walsh without noise: the fused op maps the weights themselves, Walsh transform included
+        soft = _soft_coefficients(name, parametrization, weights)
+        hard_logits = None
     if parametrizations.is_hard(sampling):
-        hard = parametrizations.hard_basis_weights(parametrization, logits.detach())
+        if hard_logits is None:
+            hard_logits = parametrizations.entry_logits(parametrization, weights.detach())
+        hard = parametrizations.hard_basis_weights(parametrization, hard_logits)
         return parametrizations.straight_through(hard @ parametrizations.basis(parametrization, hard.dtype,
                                                                                hard.device), soft)
     return soft

@@ -28,8 +28,8 @@
  *              scatter (many neurons share an input) needs no atomics; each thread sums its slice's
  *              coefficient gradients into its own partial buffer of (rows, 4), then the partials are
  *              reduced in thread order (deterministic for a given thread count).
- *   softmax -> coefficients (dg_coefficients_*) - over blocks of 16 neurons, each computed by one
- *              thread (results do not depend on the thread count).
+ *   parameters -> coefficients (dg_coefficients_*, dg_entry_coefficients_*) - over blocks of 16
+ *              neurons, each computed by one thread (results do not depend on the thread count).
  * The thread count is an argument (cpu.py passes torch.get_num_threads()). With a single OpenMP
  * runtime in the process (this library resolves libgomp.so.1 to the copy torch already loaded) the
  * threads are torch's own pool.
@@ -377,6 +377,79 @@ int DG_FN(dg_coefficients_backward)(const DG_T *restrict w, const DG_T *restrict
             for (int l = 0; l < DG_LANES; l++) gp[g][l] = p[g][l] * (gp[g][l] - dot[l]);
         for (int64_t l = 0; l < nl; l++)
             for (int g = 0; g < 16; g++) gw[16 * (j0 + l) + g] = gp[g][l];
+    }
+    return 0;
+}
+
+/* The iwp / walsh parameter -> coefficient map (kernels/parametrizations.py), per neuron of w (out, 4):
+ *     l = T w (entry logits; T = identity for iwp, the Walsh signs for walsh), p = sigmoid(l),
+ *     c = E^T p (E = gates.ENTRY_COEFFS: row e holds the coefficients of entry e's indicator).
+ * The tables come from Python (tt = T, row-major; et = E, row-major), so gates.py stays the one
+ * definition of the entries. Blocks of DG_LANES neurons as the softmax kernels, for the same reason. */
+
+/* sigmoid(l) for every lane: e^-|l| from dg_exp (which takes arguments <= 0), then 1/(1+e) or e/(1+e). */
+static inline void DG_FN(dg_sigmoid_block)(const DG_T *restrict tt, const DG_T *restrict w, int64_t j0, int64_t nl,
+                                           DG_T p[4][DG_LANES]) {
+    DG_T v[4][DG_LANES];
+    for (int64_t l = 0; l < DG_LANES; l++)
+        for (int k = 0; k < 4; k++) v[k][l] = nl == DG_LANES || l < nl ? w[4 * (j0 + l) + k] : 0;
+    for (int e = 0; e < 4; e++) {
+        const DG_T t0 = tt[4 * e], t1 = tt[4 * e + 1], t2 = tt[4 * e + 2], t3 = tt[4 * e + 3];
+#pragma omp simd
+        for (int l = 0; l < DG_LANES; l++) {
+            const DG_T z = t0 * v[0][l] + t1 * v[1][l] + t2 * v[2][l] + t3 * v[3][l];
+            const DG_T ez = DG_FN(dg_exp)(z < 0 ? z : -z);
+            const DG_T pos = z >= 0 ? 1 : 0; /* arithmetic blend: the form gcc vectorises (see dg_exp) */
+            p[e][l] = (pos + (1 - pos) * ez) / (1 + ez);
+        }
+    }
+}
+
+/* c (out, 4) = E^T sigmoid(T w) per neuron. */
+int DG_FN(dg_entry_coefficients_forward)(const DG_T *restrict w, const DG_T *restrict tt, const DG_T *restrict et,
+                                         DG_T *restrict c, int64_t out, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t j0 = 0; j0 < out; j0 += DG_LANES) {
+        const int64_t nl = DG_MIN(DG_LANES, out - j0);
+        DG_T p[4][DG_LANES], acc[4][DG_LANES];
+        DG_FN(dg_sigmoid_block)(tt, w, j0, nl, p);
+        for (int k = 0; k < 4; k++) {
+            const DG_T e0 = et[k], e1 = et[4 + k], e2 = et[8 + k], e3 = et[12 + k];
+#pragma omp simd
+            for (int l = 0; l < DG_LANES; l++) acc[k][l] = e0 * p[0][l] + e1 * p[1][l] + e2 * p[2][l] + e3 * p[3][l];
+        }
+        for (int64_t l = 0; l < nl; l++)
+            for (int k = 0; k < 4; k++) c[4 * (j0 + l) + k] = acc[k][l];
+    }
+    return 0;
+}
+
+/* gw (out, 4) = gradient of dg_entry_coefficients_forward for gc (out, 4): gp = E gc, gl = gp p (1 - p)
+ * (p recomputed), gw = T^T gl. */
+int DG_FN(dg_entry_coefficients_backward)(const DG_T *restrict w, const DG_T *restrict tt, const DG_T *restrict et,
+                                          const DG_T *restrict gc, DG_T *restrict gw, int64_t out, int nthreads) {
+    (void)nthreads;
+#pragma omp parallel for num_threads(nthreads) schedule(static)
+    for (int64_t j0 = 0; j0 < out; j0 += DG_LANES) {
+        const int64_t nl = DG_MIN(DG_LANES, out - j0);
+        DG_T p[4][DG_LANES], g[4][DG_LANES], gl[4][DG_LANES];
+        DG_FN(dg_sigmoid_block)(tt, w, j0, nl, p);
+        for (int64_t l = 0; l < DG_LANES; l++)
+            for (int k = 0; k < 4; k++) g[k][l] = nl == DG_LANES || l < nl ? gc[4 * (j0 + l) + k] : 0;
+        for (int e = 0; e < 4; e++) {
+            const DG_T e0 = et[4 * e], e1 = et[4 * e + 1], e2 = et[4 * e + 2], e3 = et[4 * e + 3];
+#pragma omp simd
+            for (int l = 0; l < DG_LANES; l++)
+                gl[e][l] = (e0 * g[0][l] + e1 * g[1][l] + e2 * g[2][l] + e3 * g[3][l]) * p[e][l] * (1 - p[e][l]);
+        }
+        for (int k = 0; k < 4; k++) {
+            const DG_T t0 = tt[k], t1 = tt[4 + k], t2 = tt[8 + k], t3 = tt[12 + k];
+#pragma omp simd
+            for (int l = 0; l < DG_LANES; l++) g[k][l] = t0 * gl[0][l] + t1 * gl[1][l] + t2 * gl[2][l] + t3 * gl[3][l];
+        }
+        for (int64_t l = 0; l < nl; l++)
+            for (int k = 0; k < 4; k++) gw[4 * (j0 + l) + k] = g[k][l];
     }
     return 0;
 }

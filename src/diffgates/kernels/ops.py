@@ -23,11 +23,16 @@ bool interpret, bool need_x, bool need_coeffs) -> (Tensor, Tensor)``
 ``gate_coefficients(Tensor weights, bool interpret=False) -> Tensor``
     (out, 16) gate logits -> (out, 4) coefficients of the softmax mixture (training mode), and
 ``gate_coefficients_backward(Tensor weights, Tensor grad, bool interpret=False) -> Tensor`` its gradient.
+``entry_coefficients(Tensor weights, str parametrization) -> Tensor``
+    (out, 4) iwp or walsh parameters -> (out, 4) coefficients of the soft relaxation (training mode,
+    ``parametrizations.coefficients(..., training=True, sampling='soft')``), and
+``entry_coefficients_backward(Tensor weights, Tensor grad, str parametrization) -> Tensor`` its gradient.
 
 Per-device implementations:
   CUDA: the Triton kernels (``gpu.py`` / ``gpu_triton.py``).
-  CPU:  the fused C kernels (``cpu.py``); gate_coefficients falls back to plain torch for dtypes
-        other than float32/float64 or without a C compiler.
+  CPU:  the fused C kernels (``cpu.py``); gate_coefficients and entry_coefficients fall back to plain
+        torch for dtypes other than float32/float64 or without a C compiler.
+  entry_coefficients on CUDA: plain torch (a few elementwise ops, no Triton kernel of its own).
   CPU with ``interpret=True``: the Triton kernels, under Triton's interpreter (``TRITON_INTERPRET=1``
         before the kernels' first import), for testing them without a GPU. Only the Triton entry
         points set it, for CPU tensors (``gpu.logic_layer``, ``gpu.gate_coefficients``, hence
@@ -56,6 +61,7 @@ from __future__ import annotations
 
 import torch
 
+from . import parametrizations
 from .reference import coefficient_matrix
 
 if not hasattr(torch.library, "register_fake"):  # the dispatcher turns this into "unavailable", not a crash
@@ -74,12 +80,17 @@ torch.library.define("diffgates::logic_layer_backward",
 torch.library.define("diffgates::gate_coefficients", "(Tensor weights, bool interpret=False) -> Tensor")
 torch.library.define("diffgates::gate_coefficients_backward",
                      "(Tensor weights, Tensor grad, bool interpret=False) -> Tensor")
+torch.library.define("diffgates::entry_coefficients", "(Tensor weights, str parametrization) -> Tensor")
+torch.library.define("diffgates::entry_coefficients_backward",
+                     "(Tensor weights, Tensor grad, str parametrization) -> Tensor")
 
 # The overloads, resolved once (calling them skips overload resolution on every step).
 logic_layer = torch.ops.diffgates.logic_layer.default
 logic_layer_backward = torch.ops.diffgates.logic_layer_backward.default
 gate_coefficients = torch.ops.diffgates.gate_coefficients.default
 gate_coefficients_backward = torch.ops.diffgates.gate_coefficients_backward.default
+entry_coefficients = torch.ops.diffgates.entry_coefficients.default
+entry_coefficients_backward = torch.ops.diffgates.entry_coefficients_backward.default
 
 
 def _c_kernel(t: torch.Tensor, interpret: bool) -> bool:
@@ -266,3 +277,92 @@ def _gate_coefficients_autograd(weights, interpret=False):
         return _GateCoefficientsFunction.apply(weights, interpret)
     with torch._C._AutoDispatchBelowAutograd():
         return gate_coefficients(weights, interpret)
+
+
+# ---- entry_coefficients (iwp, walsh) ---------------------------------------------------------------
+
+def _check_entry_weights(weights: torch.Tensor, parametrization: str) -> None:
+    if parametrization not in ("iwp", "walsh"):
+        raise ValueError(f"entry_coefficients takes parametrization 'iwp' or 'walsh', got {parametrization!r}")
+    if weights.dim() != 2 or weights.shape[1] != 4:
+        raise ValueError(f"{parametrization} weights must have shape (rows, 4), got {tuple(weights.shape)}")
+    if not weights.is_floating_point():
+        raise ValueError(f"weights must be floating point, got dtype {weights.dtype}")
+
+
+def _entry_probabilities(weights: torch.Tensor, parametrization: str) -> torch.Tensor:
+    return torch.sigmoid(parametrizations.entry_logits(parametrization, weights))
+
+
+def _entry_coefficients_torch(weights, parametrization):
+    return _entry_probabilities(weights, parametrization) @ parametrizations.basis(parametrization, weights.dtype,
+                                                                                   weights.device)
+
+
+def _entry_coefficients_backward_torch(weights, grad, parametrization):
+    p = _entry_probabilities(weights, parametrization)  # recomputed, as the C kernel does
+    gl = grad @ parametrizations.basis(parametrization, weights.dtype, weights.device).t() * p * (1 - p)
+    return gl @ parametrizations.logit_transform(parametrization, weights.dtype, weights.device)
+
+
+@torch.library.impl("diffgates::entry_coefficients", "cpu")
+def _entry_coefficients_cpu(weights, parametrization):
+    _check_entry_weights(weights, parametrization)
+    if _c_coefficients(weights):
+        return _cpu().entry_coefficients_forward(weights, parametrization)
+    return _entry_coefficients_torch(weights, parametrization)
+
+
+@torch.library.impl("diffgates::entry_coefficients", "cuda")
+def _entry_coefficients_cuda(weights, parametrization):
+    _check_entry_weights(weights, parametrization)
+    return _entry_coefficients_torch(weights, parametrization)
+
+
+@torch.library.register_fake("diffgates::entry_coefficients")
+def _entry_coefficients_fake(weights, parametrization):
+    return weights.new_empty((weights.shape[0], 4))
+
+
+@torch.library.impl("diffgates::entry_coefficients_backward", "cpu")
+def _entry_coefficients_backward_cpu(weights, grad, parametrization):
+    _check_entry_weights(weights, parametrization)
+    if _c_coefficients(weights):
+        return _cpu().entry_coefficients_backward(weights, grad, parametrization)
+    return _entry_coefficients_backward_torch(weights, grad, parametrization)
+
+
+@torch.library.impl("diffgates::entry_coefficients_backward", "cuda")
+def _entry_coefficients_backward_cuda(weights, grad, parametrization):
+    _check_entry_weights(weights, parametrization)
+    return _entry_coefficients_backward_torch(weights, grad, parametrization)
+
+
+@torch.library.register_fake("diffgates::entry_coefficients_backward")
+def _entry_coefficients_backward_fake(weights, grad, parametrization):
+    return torch.empty_like(weights, memory_format=torch.contiguous_format)
+
+
+class _EntryCoefficientsFunction(torch.autograd.Function):
+    """Autograd of ``diffgates::entry_coefficients`` (the backward op recomputes the sigmoids)."""
+
+    @staticmethod
+    def forward(ctx, weights, parametrization):
+        with torch._C._AutoDispatchBelowAutograd():
+            c = entry_coefficients(weights, parametrization)
+        ctx.save_for_backward(weights)
+        ctx.parametrization = parametrization
+        return c
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weights,) = ctx.saved_tensors
+        return entry_coefficients_backward(weights, grad, ctx.parametrization), None
+
+
+@torch.library.impl("diffgates::entry_coefficients", "Autograd")
+def _entry_coefficients_autograd(weights, parametrization):
+    if torch.is_grad_enabled() and weights.requires_grad:
+        return _EntryCoefficientsFunction.apply(weights, parametrization)
+    with torch._C._AutoDispatchBelowAutograd():
+        return entry_coefficients(weights, parametrization)

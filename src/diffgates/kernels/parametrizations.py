@@ -115,6 +115,15 @@ def basis(parametrization: str, dtype: torch.dtype, device: torch.device | str) 
     return _constant(kind, dtype, torch.device(device))
 
 
+def logit_transform(parametrization: str, dtype: torch.dtype, device: torch.device | str) -> torch.Tensor:
+    """(4, 4) T with entry logits = weights @ T.T: the identity for iwp, the Walsh signs for walsh."""
+    if check_parametrization(parametrization) == "softmax16":
+        raise ValueError("softmax16 has gate logits, not entry logits")
+    if parametrization == "walsh":
+        return _constant("walsh", dtype, torch.device(device))
+    return torch.eye(4, dtype=dtype, device=device)
+
+
 def entry_logits(parametrization: str, weights: torch.Tensor) -> torch.Tensor:
     """(rows, 4) truth-table-entry logits of iwp or walsh weights."""
     if parametrization == "walsh":
