@@ -1,4 +1,4 @@
-"""Kernel dispatch for LogicLayer: one reference (plain PyTorch) and fused kernels beside it.
+"""Kernel dispatch for LogicLayer and LogicConv2d: one reference (plain PyTorch) and fused kernels beside it.
 
 Implementations:
   ``'reference'`` (alias ``'python'``): ``reference.logic_layer_reference``, the 16-op mixture (the spec).
@@ -23,6 +23,10 @@ logits, or sigmoids of 4 entry logits) and then run the one 4-coefficient kernel
 so many neurons (a convolution's positions) share one gate's parameters; the shared rows' gradients
 are the sums over their neurons. Every implementation supports it.
 
+``logic_tree_conv`` (LogicConv2d) runs on the same kernels: a tree of depth d over all output
+positions is d dense levels sharing the tree's gates through ``coeff_index`` (``kernels/trees.py``);
+its reference is ``reference.logic_tree_conv_reference``.
+
 Example::
 
     from diffgates import kernels
@@ -39,10 +43,11 @@ import torch
 from .._triton import interpreting
 from . import parametrizations
 from .arguments import check_logic_layer_args, check_ranges
-from .reference import gate_coefficients, logic_layer_reference
+from .reference import gate_coefficients, logic_layer_reference, logic_tree_conv_reference
+from .trees import output_size, tree_levels
 
-__all__ = ["IMPLEMENTATIONS", "canonical_implementation", "gate_coefficients", "logic_layer", "resolve",
-           "unavailable_reason"]
+__all__ = ["IMPLEMENTATIONS", "canonical_implementation", "gate_coefficients", "logic_layer", "logic_tree_conv",
+           "resolve", "unavailable_reason"]
 
 IMPLEMENTATIONS = ("reference", "cpu", "gpu")
 _ALIASES = {"python": "reference", "cuda": "gpu", "triton": "gpu"}
@@ -183,3 +188,42 @@ def logic_layer(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tenso
                                      gumbel_tau)
     coeffs = _coefficients(name, weights.to(x.dtype), training, parametrization, sampling, gumbel_tau)
     return _fused_module(name).logic_layer(x, coeffs, connections, coeff_index)
+
+
+def logic_tree_conv(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tensor,
+                    kernel_size: tuple[int, int], stride: int, padding: int, training: bool,
+                    implementation: str | None = None, *, parametrization: str = "softmax16", sampling: str = "soft",
+                    gumbel_tau: float = 1.0) -> torch.Tensor:
+    """LogicConv2d forward: (N, C, H, W) probabilities -> (N, out, H_out, W_out).
+
+    Args:
+        x: (N, C, H, W) inputs in [0, 1] (any strides).
+        weights: (out, 2^d - 1, P) gate parameters per tree, level 0 first (``nn.LogicConv2d``).
+        connections: (out, 2^d, 3) int64 leaves (channel, dy, dx), validated by the caller.
+        kernel_size, stride, padding: as a convolution's (padding with zeros).
+        training, implementation, parametrization, sampling, gumbel_tau: as ``logic_layer``.
+
+    Returns:
+        (N, out, H_out, W_out), differentiable in x and weights. The fused path returns a view of its
+        feature-major buffer (batch stride 1), the reference a contiguous tensor.
+    """
+    parametrizations.check_sampling(sampling, gumbel_tau)
+    name = resolve(implementation, x.device, x.dtype)
+    if name == "reference":
+        return logic_tree_conv_reference(x, weights, connections, kernel_size, stride, padding, training,
+                                         parametrization, sampling, gumbel_tau)
+    n, channels, height, width = x.shape
+    out = connections.shape[0]
+    h_out, w_out = output_size(height, width, kernel_size, stride, padding)
+    # One coefficient map (and one noise draw) for every gate of every tree, as the reference.
+    coeffs = _coefficients(name, weights.reshape(-1, weights.shape[-1]).to(x.dtype), training, parametrization,
+                           sampling, gumbel_tau)
+    if padding:
+        x = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    h = x.reshape(n, -1)
+    kernel = _fused_module(name)
+    for level_connections, coeff_index in tree_levels(connections, channels, height, width, kernel_size, stride,
+                                                      padding):
+        h = kernel.logic_layer(h, coeffs, level_connections, coeff_index)
+    # (N, out * Q): the root level's features are (out, H_out, W_out) in order.
+    return h.reshape(n, out, h_out, w_out)

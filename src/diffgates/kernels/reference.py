@@ -68,20 +68,59 @@ def logic_layer_reference(x: torch.Tensor, weights: torch.Tensor, connections: t
     mix = parametrizations.basis_weights(parametrization, weights, training, sampling, gumbel_tau)
     if coeff_index is not None:
         mix = mix[coeff_index]
+    return mixture(a, b, mix, parametrization)
+
+
+def mixture(a: torch.Tensor, b: torch.Tensor, mix: torch.Tensor, parametrization: str) -> torch.Tensor:
+    """The relaxation of gates with mixing weights ``mix`` (..., 16 or 4) on inputs a, b (broadcast to
+    ``mix.shape[:-1]``): one term per gate, or per truth-table entry for iwp/walsh."""
     out = torch.zeros_like(a)
     if parametrization != "softmax16":
         # P(entry) for the entries (0,0), (0,1), (1,0), (1,1) of independent input bits.
         na, nb = 1 - a, 1 - b
         for e, p_entry in enumerate((na * nb, na * b, a * nb, a * b)):
-            out = out + mix[:, e] * p_entry
+            out = out + mix[..., e] * p_entry
         return out
     ab = a * b
     # Each gate's relaxation, from its coefficients over {1, a, b, ab} (product logic).
     for g in gates.GATES:
         c0, c1, c2, c3 = g.coeffs
         relaxed = c0 + c1 * a + c2 * b + c3 * ab if any(g.coeffs) else torch.zeros_like(a)
-        out = out + mix[:, g.id] * relaxed
+        out = out + mix[..., g.id] * relaxed
     return out
+
+
+def logic_tree_conv_reference(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tensor,
+                              kernel_size: tuple[int, int], stride: int, padding: int, training: bool, parametrization: str = "softmax16",
+                              sampling: str = "soft", gumbel_tau: float = 1.0) -> torch.Tensor:
+    """LogicConv2d by its definition: (N, C, H, W) -> (N, out, H_out, W_out).
+
+    ``weights`` (out, 2^d - 1, P) are each tree's gates, level 0 first (gate i reads leaves 2i, 2i+1;
+    a gate of the next level reads two adjacent gates of the level below); ``connections``
+    (out, 2^d, 3) the leaves' (channel, dy, dx). At output (i, j) a leaf reads the zero-padded input at
+    (channel, i*stride + dy, j*stride + dx), offsets within ``kernel_size`` (kh, kw). Every position
+    shares the tree's gates.
+    """
+    n, _, height, width = x.shape
+    out, leaves = connections.shape[0], connections.shape[1]
+    kh, kw = kernel_size
+    xp = torch.nn.functional.pad(x, (padding, padding, padding, padding))
+    h_out = (height + 2 * padding - kh) // stride + 1
+    w_out = (width + 2 * padding - kw) // stride + 1
+    rows = torch.arange(h_out, device=x.device) * stride
+    cols = torch.arange(w_out, device=x.device) * stride
+    ch, dy, dx = connections[..., 0], connections[..., 1], connections[..., 2]
+    # (N, out, leaves, H_out, W_out): every leaf at every output position.
+    h = xp[:, ch[:, :, None, None], (dy[:, :, None] + rows)[:, :, :, None], (dx[:, :, None] + cols)[:, :, None, :]]
+    mix = parametrizations.basis_weights(parametrization, weights.reshape(-1, weights.shape[-1]), training,
+                                         sampling, gumbel_tau).reshape(out, leaves - 1, -1)
+    first = 0
+    while h.shape[2] > 1:
+        gates_here = h.shape[2] // 2
+        level_mix = mix[:, first:first + gates_here, None, None, :]  # (out, gates, 1, 1, P): shared by positions
+        h = mixture(h[:, :, 0::2], h[:, :, 1::2], level_mix, parametrization)
+        first += gates_here
+    return h[:, :, 0]
 
 
 def logic_layer_coefficients_reference(x: torch.Tensor, coeffs: torch.Tensor, connections: torch.Tensor,

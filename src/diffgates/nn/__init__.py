@@ -1,6 +1,7 @@
-"""Neural-network modules of diffgates: LogicLayer, GroupSum and their wiring."""
+"""Neural-network modules of diffgates: LogicLayer, LogicConv2d, OrPool2d, GroupSum and their wiring."""
 from .connections import CONNECTION_KINDS, make_connections
 from .group_sum import GroupSum
+from .logic_conv import LogicConv2d, OrPool2d, tree_connections
 from .logic_layer import GradFactor, LogicLayer, soft_sampling
 
-__all__ = ["LogicLayer", "GroupSum", "GradFactor", "make_connections", "CONNECTION_KINDS", "soft_sampling"]
+__all__ = ["LogicLayer", "LogicConv2d", "OrPool2d", "tree_connections", "GroupSum", "GradFactor", "make_connections", "CONNECTION_KINDS", "soft_sampling"]
