@@ -79,7 +79,7 @@ def test_image_shaped_input_flattens_like_torch():
 def test_unsupported_module_is_named():
     model = torch.nn.Sequential(torch.nn.Flatten(), LogicLayer(8, 8), torch.nn.ReLU(), GroupSum(2))
     with pytest.raises(ExtractionError, match=r"ReLU at 2.*supported module types are Sequential, Flatten, "
-                                              r"LogicLayer, GroupSum"):
+                                              r"LogicLayer, LogicConv2d, OrPool2d, GroupSum"):
         to_circuit(model)
     with pytest.raises(ExtractionError, match="torch.nn.Module"):
         to_circuit([LogicLayer(4, 4)])

@@ -65,11 +65,13 @@ def run(args: argparse.Namespace) -> int:
     engine = compile_circuit(circuit, threads=1)
     print(f"engine: {engine.isa} words, built in {engine.build_seconds:.2f} s")
 
-    x = ds.encode(ds.x_test, binary=True).flatten(1)
-    bits = x.numpy() == 1  # bool: the engine takes it without a per-value check, so timing is the engine's
+    x = ds.encode(ds.x_test, binary=True)  # the model's input shape (images for conv nets)
+    bits = x.flatten(1).numpy() == 1  # bool: the engine takes it without a per-value check, so timing is the engine's
     counts = engine(bits)
-    with torch.no_grad():  # the eval-mode model is the spec the circuit must equal
-        model_counts = torch.round(model.eval()(x) * circuit.tau).to(torch.int64).numpy()
+    with torch.no_grad():  # the eval-mode model is the spec the circuit must equal; batched to bound memory
+        model.eval()
+        model_counts = np.concatenate([torch.round(model(x[i:i + 1000]) * circuit.tau).to(torch.int64).numpy()
+                                       for i in range(0, len(x), 1000)])
     same_counts = bool(np.array_equal(counts, model_counts))
     labels = ds.y_test.numpy()
     compiled_acc = float((counts.argmax(1) == labels).mean())

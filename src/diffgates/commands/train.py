@@ -42,6 +42,7 @@ _CONFIG_FLAGS = [
     (("-ni", "--num-iterations"), "num_iterations", int, "optimizer steps (default 100000)"),
     (("-ef", "--eval-freq"), "eval_freq", int, "evaluate every this many steps (default 2000)"),
     (("-lr", "--learning-rate"), "learning_rate", float, "Adam learning rate (default 0.01)"),
+    (("--weight-decay",), "weight_decay", float, "decoupled weight decay: > 0 trains with AdamW (default 0: Adam)"),
     (("--connections",), "connections", str, "'unique' (default, as published) or 'random'"),
     (("--grad-factor",), "grad_factor", float, "gradient multiplier into each logic layer (default 1)"),
     (("--parametrization",), "parametrization", str,

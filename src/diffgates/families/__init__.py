@@ -2,8 +2,8 @@
 
 The trainer, the CLI and the model files never branch on a family's name: they look the family up
 here (``get_family(config.architecture)``, ``get_family(spec["kind"])``, ``family_of_model(model)``)
-and call its methods (``base.ModelFamily``). Families today: ``logic`` (``logic``) and ``mlp``
-(``mlp``). To add one, write a module with a ``ModelFamily`` subclass and add one line below::
+and call its methods (``base.ModelFamily``). Families today: ``logic`` (``logic``), ``logic_tree``
+(``logic_tree``, conv logic nets) and ``mlp`` (``mlp``). To add one, write a module with a ``ModelFamily`` subclass and add one line below::
 
     register_family(MyFamily())
 
@@ -17,6 +17,7 @@ import torch
 
 from .base import SPEC_FORMAT, SPEC_VERSION, ModelFamily, Option, accuracy_counts, check_header
 from .logic import LOGIC, logic_spec
+from .logic_tree import LOGIC_TREE, logic_tree_spec
 from .mlp import MLP, mlp_spec
 
 FAMILIES: dict[str, ModelFamily] = {}
@@ -31,6 +32,7 @@ def register_family(family: ModelFamily) -> ModelFamily:
 
 
 register_family(LOGIC)
+register_family(LOGIC_TREE)
 register_family(MLP)
 
 

@@ -4,7 +4,9 @@
 are flattened) and hands each to the extractor registered for its type (``EXTRACTORS``, looked up
 along the MRO, so subclasses inherit their base's entry). Extractors append cells to a
 ``CircuitBuilder``: the built-in ones emit one gate per ``LogicLayer`` neuron with its argmax gate
-(``layer.gate_ids()``: what eval mode computes) and its fixed ``connections``; ``Flatten`` reshapes;
+(``layer.gate_ids()``: what eval mode computes) and its fixed ``connections``; a ``LogicConv2d`` unrolls
+its trees over every output position (zero padding reads one constant-0 gate), an ``OrPool2d`` becomes
+kh*kw - 1 OR gates per window (given ``input_shape`` when a convolution comes first); ``Flatten`` reshapes;
 ``GroupSum`` sets the head. The result is exact: for any {0,1} input ``x``::
 
     group_counts(to_circuit(model), x) == round(model.eval()(x) * tau)
@@ -32,9 +34,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .. import gates
 from ..ir import Circuit, Head
 from ..ir.circuit import THRESHOLD
-from ..nn import GroupSum, LogicLayer
+from ..nn import GroupSum, LogicConv2d, LogicLayer, OrPool2d
 
 
 class ExtractionError(ValueError):
@@ -63,6 +66,14 @@ class CircuitBuilder:
     head: Head | None = None
     layer_widths: list[int] = field(default_factory=list)
     modules: list[str] = field(default_factory=list)
+    input_shape: tuple[int, ...] | None = None  # of one sample, for modules that need it (convolutions)
+    _zero: int | None = None
+
+    def zero(self) -> int:
+        """The node of a constant 0 (one FALSE gate, added on first use; simplification folds it)."""
+        if self._zero is None:
+            self._zero = int(self.add_gates(np.array([gates.FALSE]), np.zeros(1), np.zeros(1))[0])
+        return self._zero
 
     def start_inputs(self, n_inputs: int, shape: tuple[int, ...] | None = None) -> None:
         """Declare the circuit's input bits (called by the first module that knows the input size)."""
@@ -152,6 +163,72 @@ def _extract_logic_layer(layer: LogicLayer, builder: CircuitBuilder, position: s
     builder.layer_widths.append(int(layer.out_dim))
 
 
+def _image_features(builder: CircuitBuilder, module, position: str, channels: int) -> np.ndarray:
+    """The (C, H, W) nodes a convolutional module reads (declaring the inputs when it comes first)."""
+    if builder.features is None:
+        shape = builder.input_shape
+        if shape is None or len(shape) != 3:
+            raise ExtractionError(f"{_describe(module, position)} is the first module: the circuit needs the "
+                                  f"input's (C, H, W) to unroll it; pass to_circuit(..., input_shape=(C, H, W)), "
+                                  f"got input_shape={shape!r}")
+        builder.start_inputs(int(np.prod(shape)), tuple(shape))
+    if builder.features.ndim != 3 or builder.features.shape[0] != channels:
+        raise ExtractionError(f"{_describe(module, position)} expects a ({channels}, H, W) feature map, but the "
+                              f"module before it produces shape {builder.features.shape}")
+    return builder.features
+
+
+def _extract_logic_conv(layer: LogicConv2d, builder: CircuitBuilder, position: str) -> None:
+    feats = _image_features(builder, layer, position, layer.in_channels)
+    _, height, width = feats.shape
+    out, h_out, w_out = layer.output_shape(height, width)
+    if h_out < 1 or w_out < 1:
+        raise ExtractionError(f"{_describe(layer, position)} cannot run on a {height} x {width} feature map")
+    if not bool(torch.isfinite(layer.weights.detach()).all()):
+        raise ExtractionError(f"{_describe(layer, position)} has non-finite gate parameters (NaN or inf): its "
+                              f"gates are undefined; the training diverged or the weights are corrupt")
+    p, s = layer.padding, layer.stride
+    padded = feats
+    if p:
+        padded = np.full((feats.shape[0], height + 2 * p, width + 2 * p), builder.zero(), dtype=np.int64)
+        padded[:, p:p + height, p:p + width] = feats
+    conn = layer.connections.detach().to("cpu", torch.int64).numpy()
+    ch, dy, dx = (conn[:, :, k, None, None] for k in range(3))
+    rows = np.arange(h_out)[:, None] * s
+    cols = np.arange(w_out)[None, :] * s
+    nodes = padded[ch, dy + rows, dx + cols]  # (out, leaves, H_out, W_out): every leaf at every position
+    ids = layer.gate_ids().to("cpu").numpy()
+    first = 0
+    while nodes.shape[1] > 1:
+        count = nodes.shape[1] // 2
+        ops = np.broadcast_to(ids[:, first:first + count, None, None], (out, count, h_out, w_out))
+        new = builder.add_gates(ops, nodes[:, 0::2], nodes[:, 1::2])
+        nodes = new.reshape(out, count, h_out, w_out)
+        first += count
+    builder.features = nodes[:, 0]
+    builder.layer_widths.append(int(out * (2 ** layer.depth - 1) * h_out * w_out))
+
+
+def _extract_or_pool(pool: OrPool2d, builder: CircuitBuilder, position: str) -> None:
+    if builder.features is None or builder.features.ndim != 3:
+        raise ExtractionError(f"{_describe(pool, position)} needs a (C, H, W) feature map before it")
+    channels, height, width = builder.features.shape
+    _, h_out, w_out = pool.output_shape(channels, height, width)
+    (kh, kw), (sh, sw) = pool.kernel_size, pool.stride
+    if h_out < 1 or w_out < 1:
+        raise ExtractionError(f"{_describe(pool, position)} cannot pool a {height} x {width} feature map")
+    # The window's values in row-major order, OR-reduced pairwise: kh*kw - 1 gates per window.
+    values = [builder.features[:, dy:dy + sh * (h_out - 1) + 1:sh, dx:dx + sw * (w_out - 1) + 1:sw]
+              for dy in range(kh) for dx in range(kw)]
+    before = builder.n_gates
+    while len(values) > 1:
+        pairs = [builder.add_gates(np.full(a.size, gates.OR), a, b).reshape(a.shape)
+                 for a, b in zip(values[0::2], values[1::2])]
+        values = pairs + values[len(pairs) * 2:]
+    builder.features = values[0]
+    builder.layer_widths.append(int(builder.n_gates - before))
+
+
 def _extract_group_sum(head: GroupSum, builder: CircuitBuilder, position: str) -> None:
     if builder.features is None:
         raise ExtractionError(f"{_describe(head, position)} comes before any LogicLayer: the circuit has no "
@@ -168,6 +245,8 @@ def _extract_group_sum(head: GroupSum, builder: CircuitBuilder, position: str) -
 EXTRACTORS: dict[type, Extractor] = {
     torch.nn.Flatten: _extract_flatten,
     LogicLayer: _extract_logic_layer,
+    LogicConv2d: _extract_logic_conv,
+    OrPool2d: _extract_or_pool,
     GroupSum: _extract_group_sum,
 }
 
@@ -193,7 +272,7 @@ def find_extractor(module: torch.nn.Module) -> Extractor | None:
 
 
 def to_circuit(model: torch.nn.Module, input_layout: dict[str, Any] | None = None,
-               head: str | None = None) -> Circuit:
+               head: str | None = None, input_shape: tuple[int, ...] | None = None) -> Circuit:
     """Extract the exact eval-mode circuit of a logic network.
 
     Args:
@@ -204,6 +283,9 @@ def to_circuit(model: torch.nn.Module, input_layout: dict[str, Any] | None = Non
             in the circuit for exporters and reports.
         head: None (the model's own: 'group_sum' with a GroupSum, else 'bits'), or 'argmax' to keep only
             the winning class of a GroupSum head, or 'bits' for the raw output bits.
+        input_shape: one sample's shape, e.g. (C, H, W); needed when the model starts with a
+            convolution (a ``LogicConv2d`` does not know its input's height and width). None: the
+            model's ``diffgates_input_shape`` attribute, if any.
 
     Returns:
         A ``Circuit`` with one cell per neuron; ``meta`` records ``source="model"``, ``layer_widths``
@@ -219,7 +301,9 @@ def to_circuit(model: torch.nn.Module, input_layout: dict[str, Any] | None = Non
         raise ExtractionError(f"input_layout must be a dict or None, got {type(input_layout).__name__}")
     if head not in (None, "group_sum", "argmax", "bits"):
         raise ExtractionError(f"head={head!r} is not known; expected None, 'group_sum', 'argmax' or 'bits'")
-    builder = CircuitBuilder()
+    if input_shape is None:  # models built from a spec carry it (families.logic_tree)
+        input_shape = getattr(model, "diffgates_input_shape", None)
+    builder = CircuitBuilder(input_shape=None if input_shape is None else tuple(int(d) for d in input_shape))
     builder.extract(model, "")
     if builder.n_inputs is None:
         raise ExtractionError(f"model has no logic layer (modules: {builder.modules or 'none'}); nothing to "

@@ -17,9 +17,6 @@ Example::
 """
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 
 from .. import kernels
@@ -157,21 +154,3 @@ class LogicLayer(torch.nn.Module):
             extra += f", sampling={self.sampling!r}" + (f", gumbel_tau={self.gumbel_tau}"
                                                          if self.sampling.startswith("gumbel") else "")
         return f"{self.in_dim}, {self.out_dim}, connections={self.connection_kind!r}{extra}{impl}"
-
-
-@contextlib.contextmanager
-def soft_sampling(model: torch.nn.Module) -> Iterator[torch.nn.Module]:
-    """Inside the block every LogicLayer of ``model`` samples ``'soft'``: the deterministic relaxation.
-
-    why: the relaxed accuracy (and the discretization gap) is a property of the relaxation; a hard
-    or Gumbel sampling would report the discrete net or a noisy draw instead, and draw from the RNG.
-    """
-    layers = [m for m in model.modules() if isinstance(m, LogicLayer)]
-    saved = [m.sampling for m in layers]
-    try:
-        for m in layers:
-            m.sampling = "soft"
-        yield model
-    finally:
-        for m, sampling in zip(layers, saved):
-            m.sampling = sampling

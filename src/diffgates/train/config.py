@@ -54,6 +54,7 @@ class TrainConfig:
     # --- optimisation -------------------------------------------------------------------------------
     batch_size: int = 128               # -bs: global batch (split across DDP ranks, so results do not depend on N)
     learning_rate: float = 0.01         # -lr: Adam learning rate (0.01 for logic nets, as published)
+    weight_decay: float = 0.0           # --weight-decay: > 0 trains with AdamW (decoupled decay), as the CIFAR conv nets
     num_iterations: int = 100_000       # -ni: optimizer steps
     eval_freq: int = 2_000              # -ef: evaluate (val + test, relaxed + discrete) every this many steps
     seed: int = 0                       # --seed: model init (connections, logits) and data order
@@ -117,6 +118,9 @@ class TrainConfig:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a finite number > 0, got {name}={value!r}")
+        if isinstance(self.weight_decay, bool) or not isinstance(self.weight_decay, (int, float)) or not (
+                math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got weight_decay={self.weight_decay!r}")
         if not isinstance(self.val_fraction, (int, float)) or not 0 <= self.val_fraction < 1:
             raise ValueError(f"val_fraction must be in [0, 1), got val_fraction={self.val_fraction!r}")
         param.check_parametrization(self.parametrization)

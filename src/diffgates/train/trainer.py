@@ -3,7 +3,8 @@
 What a run does (see ``Trainer.run``):
 
 1. seeds torch/numpy/random from ``--seed``, builds the model from the config
-   (``model_spec``), Adam with ``-lr``; with ``--resume`` restores ``checkpoint.safetensors``;
+   (``model_spec``), Adam with ``-lr`` (AdamW with ``--weight-decay``); with ``--resume`` restores
+   ``checkpoint.safetensors``;
 2. trains for ``-ni`` steps on the global batches of a deterministic data stream: epoch ``e`` is the
    permutation ``randperm(n_train)`` of a generator seeded from (seed, e), and global batch ``s``
    is rows ``[s*bs, (s+1)*bs)`` of the concatenated epochs (``batch_indices``). The position in the
@@ -407,7 +408,8 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         random.seed(cfg.seed)
         model = build_model(spec, device=device, implementation=cfg.implementation)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.learning_rate)
+        optimizer = (torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
+                     if cfg.weight_decay > 0 else torch.optim.Adam(model.parameters(), lr=cfg.learning_rate))
         state = self._fresh_state()
         start = 0
         if checkpoint is not None:
