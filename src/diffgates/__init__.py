@@ -27,7 +27,7 @@ _LAZY = {
     "gates": ("diffgates.gates", None),
     "Circuit": "diffgates.ir", "Head": "diffgates.ir", "simplify": "diffgates.ir",
     "LogicLayer": "diffgates.nn", "GroupSum": "diffgates.nn", "LogicConv2d": "diffgates.nn", "OrPool2d": "diffgates.nn",
-    "to_circuit": "diffgates.frontend",
+    "to_circuit": "diffgates.frontend", "models": ("diffgates.models", None),
     "as_circuit": "diffgates.deploy", "compile": "diffgates.deploy", "export_c": "diffgates.deploy",
     "export_verilog": "diffgates.deploy", "export_aiger": "diffgates.deploy", "export_blif": "diffgates.deploy",
     "load_model": "diffgates.modelfiles", "load_circuit": "diffgates.modelfiles",
