@@ -35,7 +35,7 @@ LAYERS = {
     "nn": 3,
     "frontend": 4,
     "families": 5, "data": 5,
-    "modelfiles": 6, "deploy": 6,
+    "modelfiles": 6, "deploy": 6, "models": 6,
     "train": 7,
     "commands": 8, "cli": 8, "__main__": 8, "tools": 8,
 }

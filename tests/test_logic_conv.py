@@ -5,6 +5,8 @@ Run: python -m pytest tests/test_logic_conv.py -q
 """
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -12,6 +14,8 @@ from diffgates import LogicConv2d, OrPool2d, kernels
 from diffgates.kernels import cpu
 from diffgates.kernels import parametrizations as param
 from diffgates.nn import tree_connections
+
+os.environ.setdefault("TRITON_INTERPRET", "1")  # the Triton kernels on CPU tensors, for the 'gpu' test
 
 TOL = {torch.float64: dict(atol=1e-11, rtol=1e-9), torch.float32: dict(atol=3e-5, rtol=2e-4)}
 needs_c = pytest.mark.skipif(cpu.unavailable_reason() is not None, reason="no C compiler")
@@ -148,3 +152,15 @@ def test_kernels_dispatch_reference_alias():
     assert layer.implementation == "reference"
     assert layer(torch.rand(2, 1, 4, 4)).shape == (2, 2, 2, 2)
     assert kernels.output_size(28, 28, (5, 5), 1, 0) == (24, 24)
+
+
+@pytest.mark.skipif(kernels.unavailable_reason("gpu") is not None, reason="no triton")
+def test_triton_kernels_match_the_reference():
+    """The conv trees on the Triton kernels (a GPU, or the interpreter on CPU tensors)."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch.manual_seed(2)
+    layer = LogicConv2d(3, 4, 3, stride=2, padding=1, init="gaussian").double().to(device)
+    x = torch.rand(5, 3, 7, 6, dtype=torch.float64, device=device)
+    upstream = torch.randn(5, 4, 4, 3, dtype=torch.float64, device=device)
+    for f, r in zip(_run(layer, x, upstream, "gpu"), _run(layer, x, upstream, "reference")):
+        torch.testing.assert_close(f, r, **TOL[torch.float64])
