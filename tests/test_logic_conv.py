@@ -164,3 +164,23 @@ def test_triton_kernels_match_the_reference():
     upstream = torch.randn(5, 4, 4, 3, dtype=torch.float64, device=device)
     for f, r in zip(_run(layer, x, upstream, "gpu"), _run(layer, x, upstream, "reference")):
         torch.testing.assert_close(f, r, **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("implementation", ["reference"] + (["cpu"] if cpu.unavailable_reason() is None else []))
+def test_fused_pool_equals_a_following_or_pool(implementation):
+    torch.manual_seed(6)
+    fused = LogicConv2d(3, 5, 3, padding=1, init="gaussian", pool=2, implementation=implementation).double()
+    plain = LogicConv2d(3, 5, 3, padding=1, init="gaussian", implementation=implementation).double()
+    plain.load_state_dict(fused.state_dict())
+    x = torch.rand(9, 3, 7, 6, dtype=torch.float64)
+    upstream = torch.randn(9, 5, 3, 3, dtype=torch.float64)
+    y, gx, gw = _run(fused, x, upstream, implementation)
+    plain.zero_grad(set_to_none=True)
+    xi = x.clone().requires_grad_()
+    expected = OrPool2d(2)(plain(xi))
+    expected.backward(upstream)
+    for f, r in ((y, expected.detach()), (gx, xi.grad), (gw, plain.weights.grad)):
+        torch.testing.assert_close(f, r, **TOL[torch.float64])
+    assert fused.output_shape(7, 6) == (5, 3, 3)
+    with pytest.raises(ValueError, match=r"OR pool needs at least that many positions, the trees give 1 x 1"):
+        LogicConv2d(1, 2, 3, pool=2)(torch.rand(2, 1, 3, 3))

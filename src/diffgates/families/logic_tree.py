@@ -3,7 +3,9 @@
 Spec: ``{header, "kind": "logic_tree", "tau", "blocks": [{"in_channels", "out_channels",
 "kernel_size": [kh, kw], "stride", "padding", "depth", "channels_per_tree", "pool": [kh, kw] | null,
 <gate options>}, ...], "layers": [<dense logic layers as in the logic family>]}`` ->
-``Sequential(LogicConv2d, OrPool2d, ..., Flatten, LogicLayer..., GroupSum(n_classes, tau))``. The
+``Sequential(LogicConv2d(pool=...), ..., Flatten, LogicLayer..., GroupSum(n_classes, tau))`` (each
+block's OR pool fused into its conv layer; a model with separate ``OrPool2d`` modules reads back to
+the same spec). The
 gate options are the logic family's (``GATE_KEYS``), stored resolved; an unset init is 'residual'
 here for every gate, as the paper (and its z_A = 5 for softmax16).
 
@@ -170,12 +172,12 @@ class LogicTreeFamily(ModelFamily):
         modules: list[torch.nn.Module] = []
         for block in spec["blocks"]:
             gate = _gate({key: block.get(key, default) for key, default in GATE_KEYS.items()})
+            # The block's OR pool is fused into the conv layer (one pass; same numbers as OrPool2d after it).
             modules.append(LogicConv2d(block["in_channels"], block["out_channels"], tuple(block["kernel_size"]),
                                        depth=block["depth"], stride=block["stride"], padding=block["padding"],
                                        channels_per_tree=block["channels_per_tree"], device=device,
-                                       implementation=implementation, **gate))
-            if block["pool"] is not None:
-                modules.append(OrPool2d(tuple(block["pool"])))
+                                       implementation=implementation,
+                                       pool=None if block["pool"] is None else tuple(block["pool"]), **gate))
         modules.append(torch.nn.Flatten())
         dense = LOGIC.build({**spec, "layers": spec["layers"]}, device=device, implementation=implementation)
         modules += list(dense.children())[1:]  # the logic family's LogicLayers and GroupSum, without its Flatten
@@ -193,14 +195,17 @@ class LogicTreeFamily(ModelFamily):
         blocks, i = [], 0
         while i < len(mods) and isinstance(mods[i], LogicConv2d):
             conv = mods[i]
-            pool = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], OrPool2d) else None
+            following = mods[i + 1] if i + 1 < len(mods) and isinstance(mods[i + 1], OrPool2d) else None
+            if conv.pool is not None and following is not None:
+                return None  # two pools in a row: not a LogicTreeNet block
+            pool = conv.pool or following
             if pool is not None and pool.stride != pool.kernel_size:
                 return None  # the spec stores non-overlapping pools only
             blocks.append({"in_channels": conv.in_channels, "out_channels": conv.out_channels,
                            "kernel_size": list(conv.kernel_size), "stride": conv.stride, "padding": conv.padding,
                            "depth": conv.depth, "channels_per_tree": conv.channels_per_tree,
                            "pool": list(pool.kernel_size) if pool is not None else None, **conv.gate_options()})
-            i += 2 if pool is not None else 1
+            i += 2 if following is not None else 1
         dense = LOGIC.spec_of(torch.nn.Sequential(*mods[i:]))
         if dense is None:
             return None

@@ -181,7 +181,7 @@ def _image_features(builder: CircuitBuilder, module, position: str, channels: in
 def _extract_logic_conv(layer: LogicConv2d, builder: CircuitBuilder, position: str) -> None:
     feats = _image_features(builder, layer, position, layer.in_channels)
     _, height, width = feats.shape
-    out, h_out, w_out = layer.output_shape(height, width)
+    out, h_out, w_out = layer.conv_shape(height, width)
     if h_out < 1 or w_out < 1:
         raise ExtractionError(f"{_describe(layer, position)} cannot run on a {height} x {width} feature map")
     if not bool(torch.isfinite(layer.weights.detach()).all()):
@@ -207,6 +207,8 @@ def _extract_logic_conv(layer: LogicConv2d, builder: CircuitBuilder, position: s
         first += count
     builder.features = nodes[:, 0]
     builder.layer_widths.append(int(out * (2 ** layer.depth - 1) * h_out * w_out))
+    if layer.pool is not None:  # the fused OR pool: the same gates as a separate OrPool2d
+        _extract_or_pool(layer.pool, builder, position + ".pool")
 
 
 def _extract_or_pool(pool: OrPool2d, builder: CircuitBuilder, position: str) -> None:

@@ -23,9 +23,10 @@ logits, or sigmoids of 4 entry logits) and then run the one 4-coefficient kernel
 so many neurons (a convolution's positions) share one gate's parameters; the shared rows' gradients
 are the sums over their neurons. Every implementation supports it.
 
-``logic_tree_conv`` (LogicConv2d) runs on the same kernels: a tree of depth d over all output
-positions is d dense levels sharing the tree's gates through ``coeff_index`` (``kernels/trees.py``);
-its reference is ``reference.logic_tree_conv_reference``.
+``logic_tree_conv`` (LogicConv2d) has its own fused CPU kernel (``kernels/tree_cpu.py``: each tree,
+and the max over its OR-pool window, evaluated in one pass without storing the tree's levels); the
+Triton path runs a tree of depth d over all positions as d dense levels sharing the tree's gates
+through ``coeff_index`` (``kernels/trees.py``). Its reference is ``reference.logic_tree_conv_reference``.
 
 Example::
 
@@ -192,9 +193,9 @@ def logic_layer(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tenso
 
 def logic_tree_conv(x: torch.Tensor, weights: torch.Tensor, connections: torch.Tensor,
                     kernel_size: tuple[int, int], stride: int, padding: int, training: bool,
-                    implementation: str | None = None, *, parametrization: str = "softmax16", sampling: str = "soft",
-                    gumbel_tau: float = 1.0) -> torch.Tensor:
-    """LogicConv2d forward: (N, C, H, W) probabilities -> (N, out, H_out, W_out).
+                    implementation: str | None = None, *, pool: tuple[int, int, int, int] | None = None,
+                    parametrization: str = "softmax16", sampling: str = "soft", gumbel_tau: float = 1.0) -> torch.Tensor:
+    """LogicConv2d forward: (N, C, H, W) probabilities -> (N, out, H_out, W_out), optionally max-pooled.
 
     Args:
         x: (N, C, H, W) inputs in [0, 1] (any strides).
@@ -202,22 +203,29 @@ def logic_tree_conv(x: torch.Tensor, weights: torch.Tensor, connections: torch.T
         connections: (out, 2^d, 3) int64 leaves (channel, dy, dx), validated by the caller.
         kernel_size, stride, padding: as a convolution's (padding with zeros).
         training, implementation, parametrization, sampling, gumbel_tau: as ``logic_layer``.
+        pool: None, or (kh, kw, sh, sw) of a max (OR) pool over the trees' outputs, fused where the
+            kernel can: ``torch.nn.functional.max_pool2d`` semantics (the first maximum wins ties).
 
     Returns:
-        (N, out, H_out, W_out), differentiable in x and weights. The fused path returns a view of its
-        feature-major buffer (batch stride 1), the reference a contiguous tensor.
+        (N, out, H_out, W_out) (pooled sizes with ``pool``), differentiable in x and weights. The fused
+        path returns a view of its feature-major buffer (batch stride 1), the reference a contiguous tensor.
     """
     parametrizations.check_sampling(sampling, gumbel_tau)
     name = resolve(implementation, x.device, x.dtype)
     if name == "reference":
-        return logic_tree_conv_reference(x, weights, connections, kernel_size, stride, padding, training,
-                                         parametrization, sampling, gumbel_tau)
+        y = logic_tree_conv_reference(x, weights, connections, kernel_size, stride, padding, training,
+                                      parametrization, sampling, gumbel_tau)
+        return y if pool is None else torch.nn.functional.max_pool2d(y, pool[:2], pool[2:])
     n, channels, height, width = x.shape
     out = connections.shape[0]
     h_out, w_out = output_size(height, width, kernel_size, stride, padding)
     # One coefficient map (and one noise draw) for every gate of every tree, as the reference.
     coeffs = _coefficients(name, weights.reshape(-1, weights.shape[-1]).to(x.dtype), training, parametrization,
                            sampling, gumbel_tau)
+    if name == "cpu":  # the tree kernel: every tree (and its pool window) in one pass, no stored levels
+        from . import tree_cpu
+        return tree_cpu.logic_tree_conv(x, coeffs, connections, kernel_size, stride, padding, pool)
+    # Triton: the tree's levels as dense layers sharing its gates (kernels/trees.py).
     if padding:
         x = torch.nn.functional.pad(x, (padding, padding, padding, padding))
     h = x.reshape(n, -1)
@@ -226,4 +234,5 @@ def logic_tree_conv(x: torch.Tensor, weights: torch.Tensor, connections: torch.T
                                                       padding):
         h = kernel.logic_layer(h, coeffs, level_connections, coeff_index)
     # (N, out * Q): the root level's features are (out, H_out, W_out) in order.
-    return h.reshape(n, out, h_out, w_out)
+    y = h.reshape(n, out, h_out, w_out)
+    return y if pool is None else torch.nn.functional.max_pool2d(y, pool[:2], pool[2:])

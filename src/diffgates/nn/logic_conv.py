@@ -75,6 +75,9 @@ class LogicConv2d(torch.nn.Module):
         channels_per_tree: how many input channels one tree may read (the paper: 2).
         init, residual_logit, parametrization, sampling, gumbel_tau: as ``LogicLayer``; init defaults to
             'residual' here (every gate starts as A).
+        pool: None, or the kernel size k (or (kh, kw)) of a non-overlapping OR pool applied to the
+            trees' outputs in the same pass: the same numbers as following the layer with
+            ``OrPool2d(k)``, without storing the unpooled map.
         device: where the parameters live.
         implementation: None (fused kernels for the device), 'reference', 'cpu' or 'gpu' (``diffgates.kernels``).
 
@@ -90,7 +93,7 @@ class LogicConv2d(torch.nn.Module):
                  padding: int = 0, channels_per_tree: int = 2, init: str | None = "residual",
                  parametrization: str = "softmax16", device: str | torch.device = "cpu",
                  implementation: str | None = None, residual_logit: float | None = None, sampling: str = "soft",
-                 gumbel_tau: float = 1.0):
+                 gumbel_tau: float = 1.0, pool=None):
         super().__init__()
         self.in_channels = _count(in_channels, "in_channels", 1)
         self.out_channels = _count(out_channels, "out_channels", 1)
@@ -101,6 +104,8 @@ class LogicConv2d(torch.nn.Module):
         self.stride = _count(stride, "stride", 1)
         self.padding = _count(padding, "padding", 0)
         self.channels_per_tree = _count(channels_per_tree, "channels_per_tree", 1)
+        # A following OR pool, fused into the trees' pass (the paper's kernel design); None: no pool.
+        self.pool = None if pool is None else OrPool2d(pool)
         param.check_parametrization(parametrization)
         param.check_sampling(sampling, gumbel_tau)
         self.implementation = kernels.canonical_implementation(implementation)
@@ -126,24 +131,33 @@ class LogicConv2d(torch.nn.Module):
         flat = self.weights.reshape(-1, self.weights.shape[-1])
         return param.gate_ids(self.parametrization, flat).reshape(self.weights.shape[:2])
 
-    def output_shape(self, height: int, width: int) -> tuple[int, int, int]:
-        """(out_channels, H_out, W_out) for an input of spatial size (height, width)."""
+    def conv_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(out_channels, H, W) of the trees' outputs, before the fused pool (if any)."""
         h_out, w_out = kernels.output_size(height, width, self.kernel_size, self.stride, self.padding)
         return self.out_channels, h_out, w_out
+
+    def output_shape(self, height: int, width: int) -> tuple[int, int, int]:
+        """(out_channels, H_out, W_out) of the layer's output for an input of spatial size (height, width)."""
+        shape = self.conv_shape(height, width)
+        return shape if self.pool is None or min(shape[1:]) < 1 else self.pool.output_shape(*shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"LogicConv2d(in_channels={self.in_channels}) expects input of shape "
                              f"(N, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
-        _, h_out, w_out = self.output_shape(x.shape[2], x.shape[3])
+        _, h_out, w_out = self.conv_shape(x.shape[2], x.shape[3])
         if h_out < 1 or w_out < 1:
             raise ValueError(f"LogicConv2d with kernel_size={self.kernel_size}, padding={self.padding} needs an "
                              f"input of at least {self.kernel_size[0] - 2 * self.padding} x "
                              f"{self.kernel_size[1] - 2 * self.padding}, got {x.shape[2]} x {x.shape[3]}")
+        if self.pool is not None and (h_out < self.pool.kernel_size[0] or w_out < self.pool.kernel_size[1]):
+            raise ValueError(f"LogicConv2d's {self.pool.kernel_size} OR pool needs at least that many positions, "
+                             f"the trees give {h_out} x {w_out} on a {x.shape[2]} x {x.shape[3]} input")
         if not x.is_floating_point():
             x = x.to(self.weights.dtype)  # bool/uint8 bits are valid probabilities
+        pool = None if self.pool is None else (*self.pool.kernel_size, *self.pool.stride)
         return kernels.logic_tree_conv(x, self.weights, self.connections, self.kernel_size, self.stride,
-                                       self.padding, self.training, self.implementation,
+                                       self.padding, self.training, self.implementation, pool=pool,
                                        parametrization=self.parametrization, sampling=self.sampling,
                                        gumbel_tau=self.gumbel_tau)
 
@@ -174,6 +188,7 @@ class LogicConv2d(torch.nn.Module):
         extra += f", depth={self.depth}" if self.depth != 3 else ""
         extra += f", parametrization={self.parametrization!r}" if self.parametrization != "softmax16" else ""
         extra += f", sampling={self.sampling!r}" if self.sampling != "soft" else ""
+        extra += f", pool={self.pool.kernel_size}" if self.pool is not None else ""
         extra += f", implementation={self.implementation!r}" if self.implementation else ""
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}{extra}"
 
