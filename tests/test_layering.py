@@ -32,7 +32,7 @@ LAYERS = {
     "gates": 0, "_atomic": 0, "_native": 0, "_malloc": 0, "_triton": 0, "_lazy": 0,
     "ir": 1,
     "backends": 2, "kernels": 2,
-    "nn": 3,
+    "nn": 3, "optim": 3,
     "frontend": 4,
     "families": 5, "data": 5,
     "modelfiles": 6, "deploy": 6, "models": 6,
