@@ -221,11 +221,12 @@ def _coeff_table(dtype: torch.dtype) -> torch.Tensor:
     return torch.as_tensor(gates.COEFFS.T.copy(), dtype=dtype)
 
 
-def _check_weights(weights: torch.Tensor) -> None:
+def _check_weights(weights: torch.Tensor, width: int = 16) -> None:
+    """(out_dim, width) CPU float weights: 16 gate logits, or 4 iwp/walsh parameters."""
     if weights.device.type != "cpu":
         raise ValueError(f"the fused CPU kernel needs CPU tensors, got weights on {weights.device}")
-    if weights.dim() != 2 or weights.shape[1] != 16:
-        raise ValueError(f"weights must have shape (out_dim, 16), got {tuple(weights.shape)}")
+    if weights.dim() != 2 or weights.shape[1] != width:
+        raise ValueError(f"weights must have shape (out_dim, {width}), got {tuple(weights.shape)}")
     if weights.dtype not in FLOAT_DTYPES:
         raise ValueError(f"the fused CPU kernel supports {', '.join(str(t) for t in FLOAT_DTYPES)}; got "
                          f"weights.dtype={weights.dtype}")
@@ -263,19 +264,9 @@ def _entry_tables(parametrization: str, dtype: torch.dtype) -> tuple[torch.Tenso
             torch.as_tensor(gates.ENTRY_COEFFS, dtype=dtype).contiguous())
 
 
-def _check_entry_weights(weights: torch.Tensor) -> None:
-    if weights.device.type != "cpu":
-        raise ValueError(f"the fused CPU kernel needs CPU tensors, got weights on {weights.device}")
-    if weights.dim() != 2 or weights.shape[1] != 4:
-        raise ValueError(f"weights must have shape (out_dim, 4), got {tuple(weights.shape)}")
-    if weights.dtype not in FLOAT_DTYPES:
-        raise ValueError(f"the fused CPU kernel supports {', '.join(str(t) for t in FLOAT_DTYPES)}; got "
-                         f"weights.dtype={weights.dtype}")
-
-
 def entry_coefficients_forward(weights: torch.Tensor, parametrization: str) -> torch.Tensor:
     """The C implementation of ``diffgates::entry_coefficients``: sigmoid(entry logits) @ ENTRY_COEFFS, fused."""
-    _check_entry_weights(weights)
+    _check_weights(weights, 4)
     w = weights.contiguous()
     c = w.new_empty((w.shape[0], 4))
     if w.shape[0]:
@@ -287,7 +278,7 @@ def entry_coefficients_forward(weights: torch.Tensor, parametrization: str) -> t
 
 def entry_coefficients_backward(weights: torch.Tensor, grad: torch.Tensor, parametrization: str) -> torch.Tensor:
     """The C implementation of ``diffgates::entry_coefficients_backward`` (the sigmoids are recomputed)."""
-    _check_entry_weights(weights)
+    _check_weights(weights, 4)
     if tuple(grad.shape) != (weights.shape[0], 4) or grad.dtype != weights.dtype:
         raise ValueError(f"grad must be ({weights.shape[0]}, 4) {weights.dtype}, got {tuple(grad.shape)} {grad.dtype}")
     w, g = weights.contiguous(), grad.contiguous()

@@ -1,6 +1,6 @@
 """Binary and low-bit layers: BinaryConnect, BNN/BinaryNet, XNOR-Net, QNN and LQ-Nets building blocks.
 
-What is here (definitions in ``docs/FAMILIES.md``, "Binary and low-bit networks"):
+What is here (each as its paper defines it):
 
 * ``sign_ste(x, estimator)``: sign with sign(0) = +1 and a choice of backward ('ste': BinaryNet's
   straight-through estimator clipped to |x| <= 1; 'approx_sign': Bi-Real's 2 - 2|x| on |x| < 1;

@@ -26,7 +26,7 @@ With eps = 1 every w in [-1, 1] is feasible, so the optimizer is plain clipped S
 warm-up, as long as the caller keeps eps = 1 (does not call ``anneal``). After it, call ``anneal()``
 once per epoch: eps <- eps * eps_decay (0.96 by default).
 
-Written from the definitions in ``docs/FAMILIES.md`` ("Binary and low-bit networks"); the paper's
+Written from the paper's definitions as summarised in the module docstring; the paper's
 full text was not at hand to check the defaults (alpha in particular is this package's choice).
 
 Example::
