@@ -112,7 +112,15 @@ def test_quant_activation_validation():
             QuantActivation(2, bad)
 
 
-# ---------------------------------------------------------------- binary layers: forward == F.linear/F.conv2d
+# ---------------------------------------------------------------- binary layers: forward == product, then alpha, then bias
+
+def _finished(y, alpha, bias):
+    """The layers' definition: the {-1,+1} product, times alpha, plus bias, as separate steps."""
+    shape = (-1,) + (1,) * (y.dim() - 2)
+    if alpha is not None:
+        y = y * alpha.view(shape)
+    return y if bias is None else y + bias.view(shape)
+
 
 @pytest.mark.parametrize("batch", [1, 63, 65, 157])
 @pytest.mark.parametrize("scaling", [None, "xnor"])
@@ -126,13 +134,26 @@ def test_binary_linear_forward_exact(batch, scaling, bias):
         layer.weight[0, :3] = 0.0  # sign(0) = +1 inside the layer too
     x = torch.randn(batch, 37)
     wb = _sign(layer.weight.detach())
-    if scaling == "xnor":
-        wb = layer.weight.detach().abs().mean(1)[:, None] * wb
-    expected = F.linear(x, wb, layer.bias)
+    alpha = layer.weight.detach().abs().mean(1) if scaling == "xnor" else None
+    expected = _finished(F.linear(x, wb), alpha, layer.bias)
     assert torch.equal(layer(x), expected)
     assert torch.equal(layer.train()(x), expected)  # deterministic: training forward identical
+    # ... and mathematically the linear map of the effective weight (rounding differs).
+    assert torch.allclose(layer(x), F.linear(x, layer.quantized_weight(), layer.bias), atol=1e-5)
     assert torch.equal(layer.binary_weights(), _sign(layer.weight.detach()))
     assert layer.binary_weights()[0, :3].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_binary_output_is_an_exact_integer_before_scaling():
+    # {-1,+1} inputs times {-1,+1} weights: exact integers, whatever the summation order.
+    torch.manual_seed(3)
+    layer = BinaryLinear(4097, 5, scaling="xnor").eval()
+    x = torch.where(torch.rand(7, 4097) < 0.5, -1.0, 1.0)
+    y = F.linear(x, layer.sign_weight())
+    assert torch.equal(y, torch.round(y))
+    exact = (x.double() @ layer.binary_weights().double().T)
+    assert torch.equal(y.double(), exact)
+    assert torch.equal(layer(x), y * layer.scales())
 
 
 @pytest.mark.parametrize("batch,cin,cout,k,stride,padding,hw", [
@@ -145,12 +166,11 @@ def test_binary_conv_forward_exact(batch, cin, cout, k, stride, padding, hw, sca
     torch.nn.init.normal_(layer.bias)
     x = torch.randn(batch, cin, *hw)
     wb = _sign(layer.weight.detach())
-    if scaling == "xnor":
-        wb = layer.weight.detach().abs().flatten(1).mean(1).view(-1, 1, 1, 1) * wb
-    assert torch.equal(layer(x), F.conv2d(x, wb, layer.bias, stride, padding))
-    scales = layer.scales()
-    deployed = layer.binary_weights() if scales is None else layer.binary_weights() * scales.view(-1, 1, 1, 1)
-    assert torch.equal(layer.eval()(x), F.conv2d(x, deployed, layer.bias, stride, padding))
+    alpha = layer.weight.detach().abs().flatten(1).mean(1) if scaling == "xnor" else None
+    assert torch.equal(layer(x), _finished(F.conv2d(x, wb, None, stride, padding), alpha, layer.bias))
+    deployed = _finished(F.conv2d(x, layer.binary_weights(), None, stride, padding), layer.scales(), layer.bias)
+    assert torch.equal(layer.eval()(x), deployed)
+    assert torch.allclose(layer(x), F.conv2d(x, layer.quantized_weight(), layer.bias, stride, padding), atol=1e-5)
 
 
 def test_xnor_alpha_values_and_gradient():
@@ -214,8 +234,7 @@ def test_stochastic_eval_is_deterministic_sign():
     x = torch.randn(2, 3, 6, 6)
     y1, y2 = layer(x), layer(x)
     assert torch.equal(y1, y2)
-    deployed = layer.binary_weights() * layer.scales().view(-1, 1, 1, 1)
-    assert torch.equal(y1, F.conv2d(x, deployed))
+    assert torch.equal(y1, F.conv2d(x, layer.binary_weights()) * layer.scales().view(-1, 1, 1))
     layer.train()
     assert not torch.equal(layer(x), layer(x))  # training draws afresh (with overwhelming probability)
 

@@ -2,8 +2,8 @@
 
 Steps: load the run's model (``--which last|best``), extract and simplify its circuit (gates before and
 after are printed), build the C engine, run it on the run's whole test set in its exact input bits,
-and check that every prediction equals the eval-mode PyTorch model's (and the counts equal its output
-times tau). Then it reports images/s on 1 thread and on ``--threads`` threads (median of ``--repeats``
+and check that every class count equals the eval-mode PyTorch model's (``family.deployed_counts``: a
+logic net's output times tau, a binary net's XNOR agreements per class). Then it reports images/s on 1 thread and on ``--threads`` threads (median of ``--repeats``
 timed passes over the test set) and writes the figures to ``DIR/compiled.json`` (or ``--json``).
 
 Example::
@@ -42,7 +42,6 @@ def _images_per_second(engine, x, repeats: int) -> float:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    import torch
 
     from ..backends.c.engine import compile_circuit
     from ..families import get_family
@@ -68,10 +67,9 @@ def run(args: argparse.Namespace) -> int:
     x = ds.encode(ds.x_test, binary=True)  # the model's input shape (images for conv nets)
     bits = x.flatten(1).numpy() == 1  # bool: the engine takes it without a per-value check, so timing is the engine's
     counts = engine(bits)
-    with torch.no_grad():  # the eval-mode model is the spec the circuit must equal; batched to bound memory
-        model.eval()
-        model_counts = np.concatenate([torch.round(model(x[i:i + 1000]) * circuit.tau).to(torch.int64).numpy()
-                                       for i in range(0, len(x), 1000)])
+    # The eval-mode model is the spec the circuit must equal (the family says how it counts); batched.
+    model_counts = np.concatenate([family.deployed_counts(model, x[i:i + 1000], circuit).numpy()
+                                   for i in range(0, len(x), 1000)])
     same_counts = bool(np.array_equal(counts, model_counts))
     labels = ds.y_test.numpy()
     compiled_acc = float((counts.argmax(1) == labels).mean())

@@ -43,6 +43,7 @@ _CONFIG_FLAGS = [
     (("-ef", "--eval-freq"), "eval_freq", int, "evaluate every this many steps (default 2000)"),
     (("-lr", "--learning-rate"), "learning_rate", float, "Adam learning rate (default 0.01)"),
     (("--weight-decay",), "weight_decay", float, "decoupled weight decay: > 0 trains with AdamW (default 0: Adam)"),
+    (("--lr-schedule",), "lr_schedule", str, "learning rate over the run: constant (default) or cosine (to 0 at -ni)"),
     (("--connections",), "connections", str, "'unique' (default, as published) or 'random'"),
     (("--grad-factor",), "grad_factor", float, "gradient multiplier into each logic layer (default 1)"),
     (("--parametrization",), "parametrization", str,

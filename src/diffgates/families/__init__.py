@@ -3,7 +3,8 @@
 The trainer, the CLI and the model files never branch on a family's name: they look the family up
 here (``get_family(config.architecture)``, ``get_family(spec["kind"])``, ``family_of_model(model)``)
 and call its methods (``base.ModelFamily``). Families today: ``logic`` (``logic``), ``logic_tree``
-(``logic_tree``, conv logic nets) and ``mlp`` (``mlp``). To add one, write a module with a ``ModelFamily`` subclass and add one line below::
+(``logic_tree``, conv logic nets), ``mlp`` (``mlp``) and ``binary`` (``binary``: BNN, XNOR-Net, QNN,
+LQ-Nets). To add one, write a module with a ``ModelFamily`` subclass and add one line below::
 
     register_family(MyFamily())
 
@@ -16,6 +17,7 @@ from typing import Any
 import torch
 
 from .base import SPEC_FORMAT, SPEC_VERSION, ModelFamily, Option, accuracy_counts, check_header
+from .binary import BINARY, binary_spec
 from .logic import LOGIC, logic_spec
 from .logic_tree import LOGIC_TREE, logic_tree_spec
 from .mlp import MLP, mlp_spec
@@ -34,6 +36,7 @@ def register_family(family: ModelFamily) -> ModelFamily:
 register_family(LOGIC)
 register_family(LOGIC_TREE)
 register_family(MLP)
+register_family(BINARY)
 
 
 def get_family(name: str) -> ModelFamily:
@@ -87,4 +90,4 @@ def family_of_model(model: torch.nn.Module) -> ModelFamily:
 
 
 __all__ = ["FAMILIES", "ModelFamily", "Option", "register_family", "get_family", "validate_spec", "build_model",
-           "model_spec", "family_of_model", "logic_spec", "mlp_spec", "accuracy_counts", "SPEC_FORMAT", "SPEC_VERSION"]
+           "model_spec", "family_of_model", "logic_spec", "mlp_spec", "binary_spec", "accuracy_counts", "SPEC_FORMAT", "SPEC_VERSION"]

@@ -12,7 +12,9 @@ float MLP baselines, and later binary, adder or shift networks. It declares
 * ``describe`` / ``size``: a one-line description for logs and the size record of ``results.json``;
 * ``deployed_accuracy``: accuracy as deployed (a logic net: the discrete circuit, on exact input
   bits; a float baseline: its plain accuracy);
-* ``deploy``: the Circuit of a model, or None for a family that is not a Boolean circuit.
+* ``deploy``: the Circuit of a model, or None for a family that is not a Boolean circuit, and
+  ``deployed_counts``: the class counts that circuit must give, from the eval model;
+* training hooks: ``binary_inputs`` (train on exact input bits), ``make_optimizer``, ``after_step``.
 
 Specs share a header: ``{"format": "diffgates.model_spec", "version": 1, "kind", "in_dim",
 "n_classes", "input_shape", ...}`` (``spec_header``, ``check_header``). ``accuracy_counts`` is the
@@ -183,6 +185,25 @@ class ModelFamily:
     def deploy(self, model: torch.nn.Module, input_layout: dict | None = None):
         """The model's Circuit, or None when the family is not a Boolean circuit."""
         return None
+
+    def deployed_counts(self, model: torch.nn.Module, x: torch.Tensor, circuit) -> torch.Tensor:
+        """(N, classes) int64: the class counts ``circuit`` (from ``deploy``) must give on input ``x``,
+        computed by the eval-mode model. Default: logits times the head's tau (GroupSum heads)."""
+        with torch.no_grad():
+            return torch.round(model.eval()(x) * circuit.tau).to(torch.int64)
+
+    # -- training hooks (the one trainer calls these; the defaults are the logic nets' recipe) --------
+    binary_inputs: bool = False  # train on the exact input bits (encode(x, binary=True)) instead of the relaxed input
+
+    def make_optimizer(self, model: torch.nn.Module, config) -> torch.optim.Optimizer:
+        """Adam with ``-lr``; AdamW with ``--weight-decay`` > 0."""
+        if config.weight_decay > 0:
+            return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+        return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+
+    def after_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config, step: int,
+                   steps_per_epoch: int) -> None:
+        """Called after optimizer step ``step`` (1-based): projections, annealing. Default: nothing."""
 
     def check_options(self, options: dict[str, Any], where: str = "model_options") -> dict[str, Any]:
         """Every option of this family with its value (defaults filled in); unknown keys are an error."""

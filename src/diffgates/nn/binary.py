@@ -9,9 +9,12 @@ What is here (each as its paper defines it):
 * ``BinaryLinear`` / ``BinaryConv2d``: latent real weights W, forward with Wb = sign(W) (BinaryNet,
   deterministic) or a Bernoulli draw of hard_sigmoid(W) in training (BinaryConnect, stochastic), each
   optionally scaled per output channel by alpha = mean |W| (XNOR-Net, ``scaling='xnor'``). The
-  forward is exactly ``F.linear`` / ``F.conv2d`` of those weights.
+  forward is ``F.linear`` / ``F.conv2d`` with the signs, then alpha and bias as separate steps (``finish``).
 * ``LQWeightQuantizer`` / ``LQActivationQuantizer`` and ``LQLinear`` / ``LQConv2d``: LQ-Nets' learned
   bases, nearest-level quantization and the QEM basis update.
+* ``Bipolar``, ``FoldableBatchNorm``, ``BinaryBlock``, ``BinaryClassifier`` (with ``OutputScale``): the parts
+  of a BNN that deploys exactly (its eval-mode arithmetic is fixed so BN + sign fold into integer
+  thresholds; ``diffgates.frontend.binary``);
 * ``clip_latent_weights_`` (call after every optimizer step), ``binarynet_lr_scales`` /
   ``binarynet_param_groups`` (BinaryNet's per-layer learning-rate scale).
 
@@ -33,6 +36,7 @@ LQLinear(256, 10))`` (the first layer keeps its real input; every later one quan
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import math
 
@@ -42,7 +46,8 @@ import torch.nn.functional as F
 __all__ = ["ESTIMATORS", "SCALINGS", "BINARIZATIONS", "sign_ste", "hard_sigmoid", "BinaryActivation",
            "QuantActivation", "BinaryLinear", "BinaryConv2d", "BINARY_LAYERS", "LQWeightQuantizer",
            "LQActivationQuantizer", "LQLinear", "LQConv2d", "LQ_LAYERS", "clip_latent_weights_",
-           "binarynet_lr_scales", "binarynet_param_groups", "glorot_fans"]
+           "binarynet_lr_scales", "binarynet_param_groups", "glorot_fans", "Bipolar", "FoldableBatchNorm",
+           "OutputScale", "BinaryBlock", "BinaryClassifier"]
 
 ESTIMATORS = ("ste", "approx_sign", "identity")
 SCALINGS = (None, "xnor")
@@ -231,23 +236,41 @@ class _BinaryWeightLayer(torch.nn.Module):
         # XNOR-Net: mean |W| over everything but the output channel; differentiable, as in the paper.
         return self.weight.abs().flatten(1).mean(1)
 
-    def quantized_weight(self) -> torch.Tensor:
-        """The weight the forward uses (with its straight-through graph to W).
+    def sign_weight(self) -> torch.Tensor:
+        """The {-1, +1} weight the forward multiplies by (with its straight-through graph to W).
 
         Eval mode, or ``binarize='deterministic'``: sign(W) (sign(0) = +1). Training with
         ``binarize='stochastic'``: +1 with probability hard_sigmoid(W), else -1, a fresh draw from
-        torch's global RNG on every call. With ``scaling='xnor'`` each output channel o is then
-        multiplied by alpha_o = mean |W_o|.
+        torch's global RNG on every call.
         """
         w = self.weight
         if self.binarize == "stochastic" and self.training:
             with torch.no_grad():
                 wb = torch.where(torch.rand_like(w) < hard_sigmoid(w), torch.ones_like(w), -torch.ones_like(w))
-            wb = _StraightThrough.apply(w, wb, None)
-        else:
-            wb = sign_ste(w, "identity")
+            return _StraightThrough.apply(w, wb, None)
+        return sign_ste(w, "identity")
+
+    def finish(self, y: torch.Tensor) -> torch.Tensor:
+        """The layer's output from y = (input times ``sign_weight()``): times alpha (``scaling='xnor'``),
+        plus the bias, as separate elementwise steps.
+
+        why: with {-1, +1} inputs y is an exact integer, and each step here is one correctly rounded
+        operation per element, so a deployment can fold these steps into integer thresholds exactly
+        (``diffgates.frontend.binary``); ``F.linear(x, alpha * sign(W))`` would round the sum instead.
+        """
+        shape = (-1,) + (1,) * (y.dim() - 2)  # the output channel is dim 1 (linear and conv)
         if self.scaling == "xnor":
-            wb = wb * self._alpha().view(-1, *([1] * (w.dim() - 1)))
+            y = y * self._alpha().view(shape)
+        if self.bias is not None:
+            y = y + self.bias.view(shape)
+        return y
+
+    def quantized_weight(self) -> torch.Tensor:
+        """``sign_weight()``, times alpha_o = mean |W_o| per output channel with ``scaling='xnor'``
+        (the effective weight; the forward applies alpha after the product, see ``finish``)."""
+        wb = self.sign_weight()
+        if self.scaling == "xnor":
+            wb = wb * self._alpha().view(-1, *([1] * (self.weight.dim() - 1)))
         return wb
 
     def binary_weights(self) -> torch.Tensor:
@@ -287,8 +310,9 @@ class BinaryLinear(_BinaryWeightLayer):
         weight: latent real weights (out_features, in_features), U[-1, 1] at init. Clip them with
             ``clip_latent_weights_`` after each optimizer step (BinaryConnect).
 
-    ``forward(x) == F.linear(x, self.quantized_weight(), self.bias)``; in eval mode the weight is
-    ``binary_weights()`` times ``scales()[:, None]`` (if scaled).
+    ``forward(x) == finish(F.linear(x, sign_weight()))``: the product with the {-1, +1} weights, then
+    alpha (if scaled) and the bias; mathematically ``F.linear(x, quantized_weight(), bias)``. In eval
+    mode the signs are ``binary_weights()`` and alpha is ``scales()``.
     """
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, scaling: str | None = None,
@@ -303,7 +327,7 @@ class BinaryLinear(_BinaryWeightLayer):
         if x.dim() < 1 or x.shape[-1] != self.in_features:
             raise ValueError(f"BinaryLinear(in_features={self.in_features}) got input of shape "
                              f"{tuple(x.shape)}: expected the last dimension to be {self.in_features}")
-        return F.linear(x, self.quantized_weight(), self.bias)
+        return self.finish(F.linear(x, self.sign_weight()))
 
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}{self._extra()}"
@@ -317,8 +341,8 @@ class BinaryConv2d(_BinaryWeightLayer):
             zero padding; no dilation or groups).
         bias, scaling, binarize, device, dtype: as ``BinaryLinear``.
 
-    ``forward(x) == F.conv2d(x, self.quantized_weight(), self.bias, stride, padding)``. Note that zero
-    padding adds zeros, not -1s: an XNOR-popcount engine must account for the padded positions.
+    ``forward(x) == finish(F.conv2d(x, sign_weight(), None, stride, padding))`` (see ``BinaryLinear``).
+    Zero padding adds zeros, not -1s, so only ``padding=0`` deploys to XNOR-popcount form.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
@@ -337,7 +361,7 @@ class BinaryConv2d(_BinaryWeightLayer):
         if x.dim() != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"BinaryConv2d(in_channels={self.in_channels}) expects input "
                              f"(N, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
-        return F.conv2d(x, self.quantized_weight(), self.bias, self.stride, self.padding)
+        return self.finish(F.conv2d(x, self.sign_weight(), None, self.stride, self.padding))
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
@@ -651,6 +675,104 @@ class LQConv2d(_LQLayer):
 
 
 LQ_LAYERS = (LQLinear, LQConv2d)
+
+
+# ---------------------------------------------------------------- deployable binary networks
+
+class Bipolar(torch.nn.Module):
+    """Input bits {0, 1} -> {-1, +1} (2x - 1): the first module of a binary network on bit inputs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return 2 * x - 1
+
+
+class FoldableBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
+    """BatchNorm (1-d on (N, C), 2-d on (N, C, H, W)) whose eval-mode arithmetic is fixed.
+
+    Training normalizes with the batch statistics as ``torch.nn.BatchNorm*d`` does. Eval mode computes
+    ``((x - running_mean) * scale) + bias`` with ``scale = weight / sqrt(running_var + eps)``, each step
+    one elementwise operation (``eval_affine``). why: torch's fused eval kernel may round differently
+    in its vector body and its tail (FMA or not), so the sign of a tie could depend on the position;
+    here every element of a channel sees the same correctly rounded steps, and a deployment that
+    evaluates ``eval_affine`` on every possible integer input folds BN + sign into an exact threshold.
+    """
+
+    def _check_input_dim(self, x: torch.Tensor) -> None:
+        if x.dim() not in (2, 4):
+            raise ValueError(f"FoldableBatchNorm expects (N, C) or (N, C, H, W) input, got shape {tuple(x.shape)}")
+
+    def channel_scale(self) -> torch.Tensor:
+        """weight / sqrt(running_var + eps) per channel (ones for ``affine=False``), detached."""
+        with torch.no_grad():
+            scale = 1 / torch.sqrt(self.running_var + self.eps)
+            return scale * self.weight if self.affine else scale
+
+    def eval_affine(self, x: torch.Tensor) -> torch.Tensor:
+        """The eval-mode output for x: channel dim 1, broadcast over any trailing dims."""
+        shape = (-1,) + (1,) * (x.dim() - 2)
+        y = (x - self.running_mean.view(shape)) * self.channel_scale().view(shape)
+        return y + self.bias.view(shape) if self.affine else y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training or not self.track_running_stats:
+            return super().forward(x)
+        self._check_input_dim(x)
+        return self.eval_affine(x)
+
+
+class OutputScale(torch.nn.Module):
+    """Multiply by one learnable positive scalar exp(log_scale): logits of a sensible size for the loss
+    without changing which class wins (a BatchNorm per class would, and a bias would need a multiply)."""
+
+    def __init__(self, initial: float = 1.0):
+        super().__init__()
+        if isinstance(initial, bool) or not isinstance(initial, (int, float)) or not (
+                math.isfinite(initial) and initial > 0):
+            raise ValueError(f"OutputScale initial must be a finite number > 0, got initial={initial!r}")
+        self.log_scale = torch.nn.Parameter(torch.tensor(math.log(initial)))
+
+    def scale(self) -> torch.Tensor:
+        return self.log_scale.exp()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale()
+
+
+class BinaryBlock(torch.nn.Sequential):
+    """One hidden layer of a BNN: binary weights, FoldableBatchNorm, sign, optional 2-d max (OR) pool.
+
+    Children ``layer`` (BinaryLinear or BinaryConv2d), ``norm``, ``act`` (BinaryActivation) and, for
+    convolutions, ``pool`` (an ``OrPool2d``: the max of {-1, +1} values is the OR of their bits). As a
+    unit it deploys as popcount >= threshold cells (``diffgates.frontend.binary``).
+    """
+
+    def __init__(self, layer: "_BinaryWeightLayer", norm: FoldableBatchNorm, act: BinaryActivation,
+                 pool: torch.nn.Module | None = None):
+        if not isinstance(layer, BINARY_LAYERS):
+            raise ValueError(f"BinaryBlock layer must be a BinaryLinear or BinaryConv2d, got {type(layer).__name__}")
+        if not isinstance(norm, FoldableBatchNorm) or norm.num_features != layer.weight.shape[0]:
+            raise ValueError(f"BinaryBlock norm must be a FoldableBatchNorm({layer.weight.shape[0]}), got {norm!r}")
+        if not isinstance(act, BinaryActivation):
+            raise ValueError(f"BinaryBlock act must be a BinaryActivation, got {type(act).__name__}")
+        if pool is not None and not isinstance(layer, BinaryConv2d):
+            raise ValueError("BinaryBlock: only a convolution block may pool")
+        modules = {"layer": layer, "norm": norm, "act": act}
+        if pool is not None:
+            modules["pool"] = pool
+        super().__init__(collections.OrderedDict(modules))
+
+
+class BinaryClassifier(torch.nn.Sequential):
+    """The output layer of a BNN: a BinaryLinear without scaling or bias, then an OutputScale.
+
+    Its integer scores are y = (inputs times signs) in [-n, n]; the logits s * y keep their order, so
+    the deployed argmax (ties to the lowest class) is the model's.
+    """
+
+    def __init__(self, in_features: int, num_classes: int, *, device=None, dtype=None):
+        layer = BinaryLinear(in_features, num_classes, device=device, dtype=dtype)
+        scale = OutputScale(1.0 / math.sqrt(in_features)).to(device)  # unit-variance logits at init
+        super().__init__(collections.OrderedDict({"layer": layer, "scale": scale}))
 
 
 # ---------------------------------------------------------------- training helpers

@@ -28,6 +28,7 @@ from ..families import get_family
 from ..kernels import parametrizations as param
 
 CONNECTIONS = ("random", "unique")
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass
@@ -55,6 +56,7 @@ class TrainConfig:
     batch_size: int = 128               # -bs: global batch (split across DDP ranks, so results do not depend on N)
     learning_rate: float = 0.01         # -lr: Adam learning rate (0.01 for logic nets, as published)
     weight_decay: float = 0.0           # --weight-decay: > 0 trains with AdamW (decoupled decay), as the CIFAR conv nets
+    lr_schedule: str = "constant"       # --lr-schedule: constant (as published for logic nets) or cosine (to 0 at -ni)
     num_iterations: int = 100_000       # -ni: optimizer steps
     eval_freq: int = 2_000              # -ef: evaluate (val + test, relaxed + discrete) every this many steps
     seed: int = 0                       # --seed: model init (connections, logits) and data order
@@ -131,6 +133,8 @@ class TrainConfig:
         if self.residual_logit is not None and (isinstance(self.residual_logit, bool) or not isinstance(
                 self.residual_logit, (int, float)) or not math.isfinite(self.residual_logit)):
             raise ValueError(f"residual_logit must be a finite number, got residual_logit={self.residual_logit!r}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule={self.lr_schedule!r} is not known; expected one of {LR_SCHEDULES}")
         if self.connections not in CONNECTIONS:
             raise ValueError(f"connections={self.connections!r} is not known; expected one of {CONNECTIONS}")
         return self

@@ -41,7 +41,7 @@ class Preset:
     def flags(self) -> str:
         """The preset as original-style command-line flags (for --list-presets and the README)."""
         short = {"batch_size": "-bs", "tau": "-t", "num_neurons": "-k", "num_layers": "-l",
-                 "num_iterations": "-ni", "eval_freq": "-ef", "learning_rate": "-lr"}
+                 "num_iterations": "-ni", "eval_freq": "-ef", "learning_rate": "-lr", "architecture": "-a"}
         values = {key: value for key, value in self.values.items() if key != "model_options"}
         values.update(self.values.get("model_options", {}))  # a family's options are flags of their own
         return " ".join(f"{short.get(key, '--' + key.replace('_', '-'))} {value}"
@@ -89,6 +89,44 @@ def _conv_presets() -> list[Preset]:
     return presets
 
 
+# Binary and low-bit networks (families.binary). The architectures follow FINN's LFC (784-1024x3-10) and
+# BinaryNet (3x4096); the conv net is FINN's CNV pattern shrunk to 28x28 (64, 64, pool, 128, 128, pool,
+# 3x3 kernels without padding, one hidden layer of 512). Adam with a cosine decay, batch 100: our choices.
+_BINARY_NOTE = "diffgates choice: Adam, --lr-schedule cosine, batch 100 and -ni (the papers train 500-1000 epochs)"
+
+
+def _binary(name: str, description: str, dataset: str, k: int, layers: int, steps: int, lr: float = 0.005,
+            **options: Any) -> Preset:
+    values = {"architecture": "binary", "dataset": dataset, "batch_size": 100, "num_neurons": k, "num_layers": layers,
+              "learning_rate": lr, "lr_schedule": "cosine", "num_iterations": steps, "eval_freq": steps // 6,
+              **_WHOLE_TRAINING_SET}
+    if options:
+        values["model_options"] = options
+    return Preset(name, description, values, _BINARY_NOTE)
+
+
+def _binary_presets() -> list[Preset]:
+    presets = []
+    for dataset, label in (("mnist", "MNIST"), ("fashion_mnist", "Fashion-MNIST")):
+        short = dataset.replace("fashion_mnist", "fashion")
+        presets += [
+            _binary(f"bnn_mlp_{short}", f"{label} BNN MLP 784-1024x3-10 (FINN LFC)", dataset, 1024, 3, 18_000),
+            _binary(f"bnn_conv_{short}", f"{label} binary ConvNet 64-64-128-128 + 512", dataset, 512, 1, 12_000,
+                    topology="conv"),
+        ]
+    presets += [
+        _binary("bnn_mlp_mnist_4096", "MNIST BNN MLP 784-4096x3-10 (BinaryNet), BinaryNet LR scaling", "mnist",
+                4096, 3, 18_000, lr=0.003, lr_scaling="binarynet"),
+        _binary("xnor_mlp_mnist", "MNIST XNOR-Net MLP 784-1024x3-10 (per-channel scales)", "mnist", 1024, 3, 18_000,
+                scaling="xnor"),
+        _binary("qnn_mlp_mnist", "MNIST QNN MLP 784-1024x3-10, binary weights, 2-bit activations", "mnist",
+                1024, 3, 18_000, activation="qnn", activation_bits=2),
+        _binary("lq_mlp_mnist", "MNIST LQ-Nets MLP 784-1024x3-10, 2-bit weights and activations", "mnist",
+                1024, 3, 18_000, lr=0.001, weight_bits=2, activation="lq", activation_bits=2),
+    ]
+    return presets
+
+
 _PRESETS = [
     _logic("mnist20x20_small", "MNIST 20x20, 48K gates (published 97.69%)",
            dataset="mnist20x20", batch_size=100, tau=10, num_neurons=8000, num_layers=6, num_iterations=200_000),
@@ -123,6 +161,7 @@ _PRESETS = [
            note=_MONK_NOTE, dataset="monk3", batch_size=32, tau=10, num_neurons=128, num_layers=4,
            num_iterations=5_000, eval_freq=500),
     *_conv_presets(),
+    *_binary_presets(),
     Preset("mlp_small", "baseline ReLU MLP, 3 hidden layers of 128 (not a logic net)",
            {"architecture": "mlp", "dataset": "mnist", "batch_size": 100, "num_neurons": 128, "num_layers": 3,
             "learning_rate": 0.001, "num_iterations": 20_000, **_WHOLE_TRAINING_SET},

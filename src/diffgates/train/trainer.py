@@ -3,8 +3,10 @@
 What a run does (see ``Trainer.run``):
 
 1. seeds torch/numpy/random from ``--seed``, builds the model from the config
-   (``model_spec``), Adam with ``-lr`` (AdamW with ``--weight-decay``); with ``--resume`` restores
-   ``checkpoint.safetensors``;
+   (``model_spec``) and the family's optimizer (``make_optimizer``: Adam with ``-lr``, AdamW with
+   ``--weight-decay``, unless the family says otherwise); with ``--resume`` restores
+   ``checkpoint.safetensors``. The learning rate follows ``--lr-schedule`` (``lr_factor``), and the
+   family's ``after_step`` runs after every step (latent-weight clipping of binary nets);
 2. trains for ``-ni`` steps on the global batches of a deterministic data stream: epoch ``e`` is the
    permutation ``randperm(n_train)`` of a generator seeded from (seed, e), and global batch ``s``
    is rows ``[s*bs, (s+1)*bs)`` of the concatenated epochs (``batch_indices``). The position in the
@@ -41,6 +43,7 @@ import errno
 import gc
 import hashlib
 import json
+import math
 import os
 import random
 import signal
@@ -59,7 +62,7 @@ from .. import __version__
 from ..families import accuracy_counts, build_model, get_family
 from ..modelfiles import save_model
 from . import checkpoint as ckpt_io
-from .config import TrainConfig, config_differences
+from .config import LR_SCHEDULES, TrainConfig, config_differences
 from .metrics import Progress, format_evaluation, machine_info, plot_learning_curves, write_results
 from .runlock import RunLock
 from .threads import default_threads
@@ -75,6 +78,16 @@ class ConfigMismatchError(ValueError):
 # ----------------------------------------------------------------------------------------------------
 # Data order
 # ----------------------------------------------------------------------------------------------------
+
+def lr_factor(schedule: str, step: int, num_iterations: int) -> float:
+    """The learning rate of step ``step`` (0-based) as a fraction of ``-lr``: a function of the step
+    alone, so a resumed run follows the same schedule. 'constant': 1; 'cosine': (1 + cos(pi t/T)) / 2."""
+    if schedule == "constant":
+        return 1.0
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(step, num_iterations) / num_iterations))
+    raise ValueError(f"lr_schedule={schedule!r} is not known; expected one of {LR_SCHEDULES}")
+
 
 def _epoch_seed(seed: int, epoch: int) -> int:
     """A 63-bit generator seed that depends on (seed, epoch) only (stable across platforms/versions)."""
@@ -408,8 +421,7 @@ class Trainer:
         np.random.seed(cfg.seed % 2**32)
         random.seed(cfg.seed)
         model = build_model(spec, device=device, implementation=cfg.implementation)
-        optimizer = (torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay)
-                     if cfg.weight_decay > 0 else torch.optim.Adam(model.parameters(), lr=cfg.learning_rate))
+        optimizer = self.family.make_optimizer(model, cfg)
         state = self._fresh_state()
         start = 0
         if checkpoint is not None:
@@ -418,6 +430,8 @@ class Trainer:
             state["sessions"].append({"start_step": start})
             self.log(f"resumed {self.out_dir} at step {start} (of {cfg.num_iterations})")
             self._warn_stale_best(state)
+        for group in optimizer.param_groups:  # the schedule scales each group's own starting lr
+            group.setdefault("initial_lr", group["lr"])
         train_model = model
         if dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -425,6 +439,7 @@ class Trainer:
             train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                                   broadcast_buffers=False)
         self.model, self.train_model, self.optimizer = model, train_model, optimizer
+        self.steps_per_epoch = max(1, len(ds.y_train) // cfg.batch_size)  # DataOrder drops the ragged tail
         state["setup_s"] = state.get("setup_s", 0.0) + (time.monotonic() - t_setup)
         self.state = state
         self.log(f"model: {self._describe_model()}; data: {len(ds.y_train)} train / {len(ds.y_val)} val / "
@@ -469,13 +484,17 @@ class Trainer:
         cfg, ds, dist = self.config, self.ds, self.dist
         idx = order.batch_indices(step, cfg.batch_size)
         local = idx.view(dist.world_size, -1)[dist.rank].to(self.device)  # contiguous shard of the global batch
-        x = ds.encode(self.x_train[local], False)
+        x = ds.encode(self.x_train[local], self.family.binary_inputs)
         y = self.y_train[local]
         logits = self.train_model(x)
         loss = torch.nn.functional.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        factor = lr_factor(cfg.lr_schedule, step, cfg.num_iterations)
+        for group in self.optimizer.param_groups:
+            group["lr"] = group["initial_lr"] * factor
         self.optimizer.step()
+        self.family.after_step(self.model, self.optimizer, cfg, step + 1, self.steps_per_epoch)
         with torch.no_grad():
             stats = torch.stack([loss.detach().double() * len(y), (logits.argmax(-1) == y).sum().double(),
                                  torch.tensor(float(len(y)), dtype=torch.float64, device=loss.device)])
@@ -557,7 +576,8 @@ class Trainer:
         if deployed:
             correct, total = self.family.deployed_accuracy(self.model, x, y, self.ds.encode, **kw)
         else:
-            correct, total = accuracy_counts(self.model, x, y, self.ds.encode, binary=False, train_mode=True, **kw)
+            correct, total = accuracy_counts(self.model, x, y, self.ds.encode, binary=self.family.binary_inputs,
+                                             train_mode=True, **kw)
         correct, total = self._all_reduce([float(correct), float(total)])
         return correct / total if total else None
 
