@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from diffgates.backends.c.engine import compile_circuit
+from diffgates.backends.xnor import compile_xnor, reference_scores
 from diffgates.cli import main as cli_main
 from diffgates.families import binary_spec, build_model, model_spec, validate_spec
 from diffgates.families.binary import BINARY, BinaryNetwork
@@ -55,6 +56,9 @@ def _assert_deploys_exactly(model, x: torch.Tensor):
     assert np.array_equal(group_counts(simplified, flat), expected)
     engine = compile_circuit(simplified)
     assert np.array_equal(engine.counts(flat == 1), expected)
+    program = BINARY.xnor_program(model)  # the feature-packed engine computes the same agreements
+    assert np.array_equal(reference_scores(program, flat), expected)
+    assert np.array_equal(compile_xnor(program, threads=2).scores(x.numpy()), expected)
     # The counts are the agreements: the model's logits are s * (2p - n), so the argmax is the same.
     assert np.array_equal(expected.argmax(1), model(x).argmax(1).numpy())
     return circuit
@@ -222,7 +226,8 @@ def test_bnn_trains_on_bits_clips_latent_weights_and_deploys(tmp_path, fake_data
     accuracy = float((counts.argmax(1) == fake_dataset.y_test.numpy()).mean())
     assert results["evaluations"][-1]["test_acc_eval_mode"] == pytest.approx(accuracy)
     assert cli_main(["compile", str(out), "--repeats", "1"]) == 0
-    assert json.loads((out / "compiled.json").read_text())["bit_exact_with_model"] is True
+    report = json.loads((out / "compiled.json").read_text())
+    assert report["bit_exact_with_model"] is True and report["xnor_engine"]["bit_exact_with_model"] is True
 
 
 @pytest.mark.parametrize("options", [["--activation", "qnn"], ["--weight-bits", "2", "--activation", "lq"],
