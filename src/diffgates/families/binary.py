@@ -7,7 +7,8 @@ Spec: ``{header, "kind": "binary", "conv": [[channels, kernel, pool], ...], "hid
     Bipolar (input bits -> {-1, +1})
     per conv entry:  BinaryConv2d(kernel, no padding), FoldableBatchNorm, activation, OrPool2d(pool) if pool > 1
     Flatten
-    per hidden width: BinaryLinear, FoldableBatchNorm, activation
+    per hidden width: [Dropout], BinaryLinear, FoldableBatchNorm, activation
+    [Dropout]
     BinaryClassifier (BinaryLinear to the classes, one positive output scale)
 
 ``weight_bits=1`` and ``activation='sign'`` is a BNN (BinaryNet; ``scaling='xnor'`` gives XNOR-Net's
@@ -59,11 +60,13 @@ class BinaryNetwork(torch.nn.Sequential):
 
 def binary_spec(in_dim: int, n_classes: int, hidden: list[int], conv: list[list[int]] | None = None,
                 input_shape=None, weight_bits: int = 1, activation: str = "sign", activation_bits: int = 2,
-                scaling: str | None = None, binarize: str = "deterministic", estimator: str = "ste") -> dict[str, Any]:
+                scaling: str | None = None, binarize: str = "deterministic", estimator: str = "ste",
+                dropout: tuple[float, float] = (0.0, 0.0)) -> dict[str, Any]:
     """Spec of a binary network (see the module docstring); validated."""
     spec = {**spec_header("binary", in_dim, n_classes, input_shape), "conv": [list(c) for c in conv or []],
             "hidden": list(hidden), "weight_bits": weight_bits, "activation": activation,
-            "activation_bits": activation_bits, "scaling": scaling, "binarize": binarize, "estimator": estimator}
+            "activation_bits": activation_bits, "scaling": scaling, "binarize": binarize, "estimator": estimator,
+            "dropout": [float(p) for p in dropout]}
     return BINARY.validate(spec, "binary spec")
 
 
@@ -101,6 +104,8 @@ class BinaryFamily(ModelFamily):
                ("deterministic", "stochastic")),
         Option("estimator", str, "ste", "sign gradient: ste (clipped straight-through) or approx_sign (Bi-Real)",
                ("ste", "approx_sign")),
+        Option("dropout_in", float, 0.0, "dropout on the input of the first dense layer (training only)"),
+        Option("dropout_hidden", float, 0.0, "dropout on the input of every later dense layer (training only)"),
         Option("latent_clip", float, 1.0, "clip latent binary weights to [-c, c] after every step (0: never)"),
         Option("lr_scaling", str, "none", "none, or binarynet (per-layer 1/sqrt(1.5/(fan_in+fan_out)))",
                ("none", "binarynet")),
@@ -122,7 +127,7 @@ class BinaryFamily(ModelFamily):
                            conv, shape, weight_bits=opts["weight_bits"], activation=opts["activation"],
                            activation_bits=opts["activation_bits"],
                            scaling=None if opts["scaling"] == "none" else opts["scaling"], binarize=opts["binarize"],
-                           estimator=opts["estimator"])
+                           estimator=opts["estimator"], dropout=(opts["dropout_in"], opts["dropout_hidden"]))
 
     def validate(self, spec, where):
         hidden = spec.get("hidden")
@@ -161,6 +166,10 @@ class BinaryFamily(ModelFamily):
         if bits > 1 and (spec["scaling"] is not None or spec["binarize"] != "deterministic"):
             raise ValueError(f"{where}: scaling/binarize apply to binary weights (weight_bits=1), got "
                              f"weight_bits={bits} with scaling={spec['scaling']!r}, binarize={spec['binarize']!r}")
+        dropout = spec.get("dropout", [0.0, 0.0])
+        if not (isinstance(dropout, list) and len(dropout) == 2 and all(
+                isinstance(p, (int, float)) and not isinstance(p, bool) and 0 <= p < 1 for p in dropout)):
+            raise ValueError(f"{where}: dropout must be [input, hidden] probabilities in [0, 1), got {dropout!r}")
         return spec
 
     # -- model ------------------------------------------------------------------------------------
@@ -201,9 +210,14 @@ class BinaryFamily(ModelFamily):
             channels = c
         modules.append(torch.nn.Flatten())
         width = math.prod(conv_output_shape(spec)) if spec["conv"] else spec["in_dim"]
-        for w in spec["hidden"]:
-            modules.append(block("dense", width, w))
-            width = w
+        p_in, p_hidden = spec.get("dropout", [0.0, 0.0])
+        for i, w in enumerate([*spec["hidden"], None]):
+            p = p_in if i == 0 else p_hidden
+            if p > 0:  # why: the BNN recipes regularize the dense layers' inputs; eval mode is unchanged
+                modules.append(torch.nn.Dropout(p))
+            if w is not None:
+                modules.append(block("dense", width, w))
+                width = w
         if binary:
             modules.append(BinaryClassifier(width, spec["n_classes"], device=device))
         else:  # LQ-Nets keep the classifier in full precision

@@ -1,8 +1,8 @@
 """Binary networks (BNNs) -> popcount/threshold circuits and XNOR programs, with exact threshold folding.
 
 A deployable binary network is a Sequential of ``Bipolar`` (input bits -> {-1, +1}), ``BinaryBlock``s
-(binary weights, ``FoldableBatchNorm``, sign, optional OR pool), ``Flatten`` and a final
-``BinaryClassifier`` (``diffgates.nn.binary``). In eval mode a block's output bit is
+(binary weights, ``FoldableBatchNorm``, sign, optional OR pool), ``Flatten``, ``Dropout`` (the identity
+in eval mode) and a final ``BinaryClassifier`` (``diffgates.nn.binary``). In eval mode a block's output bit is
 
     sign(norm.eval_affine(layer.finish(y))) >= 0,   y = sum_i w_i x_i = 2 p - n,
 
@@ -40,6 +40,7 @@ from .extract import CircuitBuilder, ExtractionError, _describe, _extract_or_poo
 
 # Modules after which the features are {-1, +1} values carried as bits (Flatten only reshapes them).
 _BIPOLAR_SOURCES = ("Bipolar", "BinaryBlock")
+_PASS_THROUGH = ("Flatten", "Dropout")  # reshape or (in eval mode) identity: the values stay +-1
 
 
 def fold_block(block: BinaryBlock, position: str = "block") -> tuple[np.ndarray, np.ndarray]:
@@ -86,7 +87,7 @@ def fold_block(block: BinaryBlock, position: str = "block") -> tuple[np.ndarray,
 
 
 def _require_bipolar(builder: CircuitBuilder, module, position: str) -> None:
-    previous = [m for m in builder.modules if m != "Flatten"]
+    previous = [m for m in builder.modules if m not in _PASS_THROUGH]
     if not previous or previous[-1] not in _BIPOLAR_SOURCES:
         raise ExtractionError(f"{_describe(module, position)} reads real values: a binary network deploys only on "
                               f"{{-1, +1}} inputs, so it must start with Bipolar() on the input bits (modules "
@@ -180,6 +181,11 @@ def _extract_binary_classifier(head: BinaryClassifier, builder: CircuitBuilder, 
     builder.layer_widths.append(int(layer.out_features))
 
 
+def _extract_dropout(module: torch.nn.Dropout, builder: CircuitBuilder, position: str) -> None:
+    """Eval-mode dropout is the identity: nothing to emit."""
+
+
+register_extractor(torch.nn.Dropout, _extract_dropout)
 register_extractor(Bipolar, _extract_bipolar)
 register_extractor(BinaryBlock, _extract_binary_block)
 register_extractor(BinaryClassifier, _extract_binary_classifier)
@@ -211,10 +217,14 @@ def to_xnor_program(model: torch.nn.Module, input_shape: tuple[int, ...] | None 
         if layer is None:
             raise ExtractionError("to_xnor_program: cannot tell the input size; pass input_shape")
         input_shape = (layer.in_features,)
+    if not any(isinstance(m, BinaryBlock) and isinstance(m.layer, BinaryConv2d) for _, m in children):
+        # why: without convolutions the image is only flattened; a (C, H, W) program would pack each
+        # position in its own word (784 words for MNIST's 784 bits instead of 13)
+        input_shape = (int(np.prod(input_shape)),)
     layers: list = []
     for name, module in children[1:]:
-        if isinstance(module, torch.nn.Flatten):
-            continue  # dense layers read the (C, H, W) map flattened, as the program defines
+        if isinstance(module, (torch.nn.Flatten, torch.nn.Dropout)):
+            continue  # dense layers read the map flattened, as the program defines; dropout is eval-mode identity
         if isinstance(module, BinaryBlock):
             bits, thresholds = fold_block(module, name)
             if isinstance(module.layer, BinaryConv2d):
