@@ -77,8 +77,8 @@ static void run_image(const int64_t *desc, int n_layers, const uint64_t *weights
                         }
                     uint64_t *dst = out + (oy * d[D_OUT_W] + ox) * ocw;
                     memset(dst, 0, (size_t)ocw * sizeof(uint64_t));
-                    for (int64_t o = 0; o < O; o++)
-                        if (K - xor_pop(row, w + o * rw, rw) >= t[o]) dst[o >> 6] |= (uint64_t)1 << (o & 63);
+                    for (int64_t o = 0; o < O; o++)  /* branch-free: a trained net's bits are coin flips */
+                        dst[o >> 6] |= (uint64_t)(K - xor_pop(row, w + o * rw, rw) >= t[o]) << (o & 63);
                 }
         } else if (d[D_TYPE] == T_POOL) {
             int64_t cw = d[D_IN_CW];
@@ -96,7 +96,7 @@ static void run_image(const int64_t *desc, int n_layers, const uint64_t *weights
             int64_t O = d[D_OUT_C];
             memset(out, 0, (size_t)((O + 63) >> 6) * sizeof(uint64_t));
             for (int64_t o = 0; o < O; o++)
-                if (K - xor_pop(in, w + o * rw, rw) >= t[o]) out[o >> 6] |= (uint64_t)1 << (o & 63);
+                out[o >> 6] |= (uint64_t)(K - xor_pop(in, w + o * rw, rw) >= t[o]) << (o & 63);
         } else {
             for (int64_t k = 0; k < d[D_OUT_C]; k++) scores[k] = (int32_t)(K - xor_pop(in, w + k * rw, rw));
             return;
