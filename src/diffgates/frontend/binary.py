@@ -33,6 +33,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .. import gates
 from ..ir import Head
 from ..nn import OrPool2d
 from ..nn.binary import BinaryBlock, BinaryClassifier, BinaryConv2d, Bipolar
@@ -65,10 +66,10 @@ def fold_block(block: BinaryBlock, position: str = "block") -> tuple[np.ndarray,
     out, n = signs.shape[0], int(np.prod(signs.shape[1:]))
     p = torch.arange(n + 1, device=signs.device)
     y = (2 * p - n).to(signs.dtype).view(-1, 1, *([1] * (signs.dim() - 2))).expand(n + 1, out, *([1] * (signs.dim() - 2)))
-    with torch.no_grad():
-        z = norm.eval_affine(layer.finish(y)) if not norm.training else None
-    if z is None:
+    if norm.training:  # why: training mode normalizes with batch statistics, not the deployed ones
         raise ExtractionError(f"{where}: its FoldableBatchNorm is in training mode; call model.eval() first")
+    with torch.no_grad():
+        z = norm.eval_affine(layer.finish(y))
     bits = (z >= 0).reshape(n + 1, out).cpu().numpy()  # sign(0) = +1: BinaryActivation's x >= 0
     index = np.arange(n + 1)[:, None]
     first_true = np.where(bits.any(0), bits.argmax(0), n + 1)
@@ -166,8 +167,6 @@ def _check_classifier(head: BinaryClassifier, position: str) -> None:
 
 
 def _extract_binary_classifier(head: BinaryClassifier, builder: CircuitBuilder, position: str) -> None:
-    from .. import gates
-
     _require_bipolar(builder, head, position)
     _check_classifier(head, position)
     layer = head.layer
