@@ -3,8 +3,8 @@
 Steps: load the run's model (``--which last|best``), extract and simplify its circuit (gates before and
 after are printed), build the C engine, run it on the run's whole test set in its exact input bits,
 and check that every class count equals the eval-mode PyTorch model's (``family.deployed_counts``: a
-logic net's output times tau, a binary net's XNOR agreements per class). Then it reports images/s on 1 thread and on ``--threads`` threads (median of ``--repeats``
-timed passes over the test set) and writes the figures to ``DIR/compiled.json`` (or ``--json``). A
+logic net's output times tau, a binary net's XNOR agreements per class). Then it reports images/s on
+1 thread and on ``--threads`` threads (median of ``--repeats`` timed passes over the test set) and writes the figures to ``DIR/compiled.json`` (or ``--json``). A
 binary network (a family with ``xnor_program``) is also run, checked and timed on the feature-packed
 XNOR-popcount engine (``diffgates.backends.xnor``), reported under ``xnor_engine``.
 
@@ -40,6 +40,15 @@ def _images_per_second(engine, x, repeats: int) -> float:
         engine(x)
         times.append(time.perf_counter() - t0)
     return len(x) / statistics.median(times)  # includes packing the bits, in C
+
+
+def _rates(engine, x, threads: int, repeats: int) -> dict[int, float]:
+    """{threads: images/s}: on 1 thread, and on ``threads`` when more (the engine is left at that count)."""
+    rates = {1: _images_per_second(engine, x, repeats)}
+    if threads > 1:
+        engine.threads = threads
+        rates[threads] = _images_per_second(engine, x, repeats)
+    return rates
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,10 +88,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"test set: {len(labels)} images; compiled accuracy {100 * compiled_acc:.2f}%, eval-model accuracy "
           f"{100 * model_acc:.2f}%; class counts identical on every image: {same_counts}")
 
-    rates = {1: _images_per_second(engine, bits, args.repeats)}
-    if args.threads > 1:
-        engine.threads = args.threads
-        rates[args.threads] = _images_per_second(engine, bits, args.repeats)
+    rates = _rates(engine, bits, args.threads, args.repeats)
     for threads, rate in rates.items():
         print(f"throughput: {rate:,.0f} images/s on {threads} thread{'s' if threads > 1 else ''}")
 
@@ -93,10 +99,7 @@ def run(args: argparse.Namespace) -> int:
         xnor_engine = compile_xnor(family.xnor_program(model), threads=1)
         xnor_counts = xnor_engine.scores(bits)
         xnor_same = bool(np.array_equal(xnor_counts, model_counts))
-        xnor_rates = {1: _images_per_second(xnor_engine, bits, args.repeats)}
-        if args.threads > 1:
-            xnor_engine.threads = args.threads
-            xnor_rates[args.threads] = _images_per_second(xnor_engine, bits, args.repeats)
+        xnor_rates = _rates(xnor_engine, bits, args.threads, args.repeats)
         print(f"XNOR-popcount engine ({xnor_engine.isa}): scores identical on every image: {xnor_same}; "
               + ", ".join(f"{r:,.0f} images/s on {t} thread{'s' if t > 1 else ''}" for t, r in xnor_rates.items()))
         xnor = {"isa": xnor_engine.isa, "bit_exact_with_model": xnor_same,

@@ -139,6 +139,14 @@ def accuracy_counts(model: torch.nn.Module, x_raw: torch.Tensor, y: torch.Tensor
     return correct, len(rows)
 
 
+def adam_optimizer(params, config) -> torch.optim.Optimizer:
+    """Adam at ``config.learning_rate`` over ``params`` (parameters or param groups); AdamW when
+    ``config.weight_decay`` > 0. The trainer's default, and what families with their own groups use."""
+    if config.weight_decay > 0:
+        return torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=config.learning_rate)
+
+
 class ModelFamily:
     """A model family (see the module docstring). Subclasses set ``name`` and implement the methods."""
 
@@ -196,10 +204,8 @@ class ModelFamily:
     binary_inputs: bool = False  # train on the exact input bits (encode(x, binary=True)) instead of the relaxed input
 
     def make_optimizer(self, model: torch.nn.Module, config) -> torch.optim.Optimizer:
-        """Adam with ``-lr``; AdamW with ``--weight-decay`` > 0."""
-        if config.weight_decay > 0:
-            return torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-        return torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+        """Adam with ``-lr``; AdamW with ``--weight-decay`` > 0 (``adam_optimizer``)."""
+        return adam_optimizer(model.parameters(), config)
 
     def after_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config, step: int,
                    steps_per_epoch: int) -> None:

@@ -40,7 +40,7 @@ from ..nn.binary import (BINARY_LAYERS, BinaryActivation, BinaryBlock, BinaryCla
                          Bipolar, FoldableBatchNorm, LQConv2d, LQLinear, QuantActivation, binarynet_param_groups,
                          clip_latent_weights_)
 from ..optim import AskewSGD
-from .base import ModelFamily, Option, accuracy_counts, check_int, spec_header
+from .base import ModelFamily, Option, accuracy_counts, adam_optimizer, check_int, spec_header
 
 WEIGHT_LAYERS = (*BINARY_LAYERS, LQLinear, LQConv2d)
 ACTIVATIONS = ("sign", "qnn", "lq")
@@ -276,9 +276,7 @@ class BinaryFamily(ModelFamily):
             split = [{**g, "params": [p for p in g["params"] if (id(p) in binary_params) == constrained],
                       "constrained": constrained} for g in groups for constrained in (True, False)]
             return AskewSGD([g for g in split if g["params"]], lr=lr, momentum=ASKEW_MOMENTUM)
-        if config.weight_decay > 0:
-            return torch.optim.AdamW(groups, lr=lr, weight_decay=config.weight_decay)
-        return torch.optim.Adam(groups, lr=lr)
+        return adam_optimizer(groups, config)
 
     def after_step(self, model, optimizer, config, step: int, steps_per_epoch: int) -> None:
         bound = self.check_options(config.model_options)["latent_clip"]

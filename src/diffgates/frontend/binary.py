@@ -125,17 +125,23 @@ def _extract_binary_block(block: BinaryBlock, builder: CircuitBuilder, position:
         nodes = builder.add_thresholds(rows.reshape(-1, rows.shape[-1]), np.repeat(thresholds, h_out * w_out))
         builder.features = nodes.reshape(out, h_out, w_out)
         builder.layer_widths.append(int(nodes.size))
-        pool = getattr(block, "pool", None)
+        pool = _block_pool(block, position)
         if pool is not None:
-            if not isinstance(pool, OrPool2d):
-                raise ExtractionError(f"{_describe(block, position)} pools with {type(pool).__name__}; only OrPool2d "
-                                      f"(max = OR on {{-1, +1}}) deploys")
             _extract_or_pool(pool, builder, position + ".pool")
     else:
         features = _dense_features(builder, layer, position, layer.in_features)
         rows = 2 * features[None, :] + negated
         builder.features = builder.add_thresholds(rows, thresholds)
         builder.layer_widths.append(int(bits.shape[0]))
+
+
+def _block_pool(block: BinaryBlock, position: str) -> OrPool2d | None:
+    """The block's pool, if any; ExtractionError unless it is an OrPool2d (max = OR on {-1, +1})."""
+    pool = getattr(block, "pool", None)
+    if pool is not None and not isinstance(pool, OrPool2d):
+        raise ExtractionError(f"{_describe(block, position)} pools with {type(pool).__name__}; only OrPool2d "
+                              f"(max = OR on {{-1, +1}}) deploys")
+    return pool
 
 
 def _check_conv(layer: BinaryConv2d, position: str) -> None:
@@ -229,11 +235,8 @@ def to_xnor_program(model: torch.nn.Module, input_shape: tuple[int, ...] | None 
             if isinstance(module.layer, BinaryConv2d):
                 _check_conv(module.layer, name)
                 layers.append(XnorConv(bits, thresholds, stride=module.layer.stride))
-                pool = getattr(module, "pool", None)
+                pool = _block_pool(module, name)
                 if pool is not None:
-                    if not isinstance(pool, OrPool2d):
-                        raise ExtractionError(f"{_describe(module, name)} pools with {type(pool).__name__}; only "
-                                              f"OrPool2d deploys")
                     layers.append(OrPool(kernel=pool.kernel_size, stride=pool.stride))
             else:
                 layers.append(XnorDense(bits, thresholds))

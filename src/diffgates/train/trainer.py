@@ -439,7 +439,8 @@ class Trainer:
             train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
                                                   broadcast_buffers=False)
         self.model, self.train_model, self.optimizer = model, train_model, optimizer
-        self.steps_per_epoch = max(1, len(ds.y_train) // cfg.batch_size)  # DataOrder drops the ragged tail
+        # Steps per epoch, rounded down (the data stream runs on across epoch boundaries): after_step's epoch clock.
+        self.steps_per_epoch = max(1, len(ds.y_train) // cfg.batch_size)
         state["setup_s"] = state.get("setup_s", 0.0) + (time.monotonic() - t_setup)
         self.state = state
         self.log(f"model: {self._describe_model()}; data: {len(ds.y_train)} train / {len(ds.y_val)} val / "

@@ -153,7 +153,10 @@ class XnorEngine:
 
     def pack(self, bits) -> np.ndarray:
         """(N, in_words) uint64: the input in the kernel's layout (checked: shape and 0/1 values)."""
-        x = self.program.check_bits(bits)
+        return self._pack_checked(self.program.check_bits(bits))
+
+    @staticmethod
+    def _pack_checked(x: np.ndarray) -> np.ndarray:
         return _map_rows(x) if x.ndim == 4 else _pack_rows(x)
 
     def run_packed(self, packed: np.ndarray, n: int) -> np.ndarray:
@@ -175,7 +178,7 @@ class XnorEngine:
     def scores(self, bits) -> np.ndarray:
         """(N, K) int32: each class's agreements, as ``reference_scores``."""
         x = self.program.check_bits(bits)
-        parts = [self.run_packed(self.pack(x[i:i + CHUNK_IMAGES]), len(x[i:i + CHUNK_IMAGES]))
+        parts = [self.run_packed(self._pack_checked(x[i:i + CHUNK_IMAGES]), len(x[i:i + CHUNK_IMAGES]))
                  for i in range(0, len(x), CHUNK_IMAGES)]
         return np.concatenate(parts) if parts else np.zeros((0, self.num_classes), np.int32)
 
