@@ -44,6 +44,8 @@ _CONFIG_FLAGS = [
     (("-lr", "--learning-rate"), "learning_rate", float, "Adam learning rate (default 0.01)"),
     (("--weight-decay",), "weight_decay", float, "decoupled weight decay: > 0 trains with AdamW (default 0: Adam)"),
     (("--lr-schedule",), "lr_schedule", str, "learning rate over the run: constant (default) or cosine (to 0 at -ni)"),
+    (("--augment-shift",), "augment_shift", int,
+     "translate each training image by a random (dy, dx) of up to this many pixels (default 0: off)"),
     (("--connections",), "connections", str, "'unique' (default, as published) or 'random'"),
     (("--grad-factor",), "grad_factor", float, "gradient multiplier into each logic layer (default 1)"),
     (("--parametrization",), "parametrization", str,

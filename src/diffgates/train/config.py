@@ -57,6 +57,7 @@ class TrainConfig:
     learning_rate: float = 0.01         # -lr: Adam learning rate (0.01 for logic nets, as published)
     weight_decay: float = 0.0           # --weight-decay: > 0 trains with AdamW (decoupled decay), as the CIFAR conv nets
     lr_schedule: str = "constant"       # --lr-schedule: constant (as published for logic nets) or cosine (to 0 at -ni)
+    augment_shift: int = 0              # --augment-shift: translate each training image by up to this many pixels
     num_iterations: int = 100_000       # -ni: optimizer steps
     eval_freq: int = 2_000              # -ef: evaluate (val + test, relaxed + discrete) every this many steps
     seed: int = 0                       # --seed: model init (connections, logits) and data order
@@ -133,6 +134,8 @@ class TrainConfig:
         if self.residual_logit is not None and (isinstance(self.residual_logit, bool) or not isinstance(
                 self.residual_logit, (int, float)) or not math.isfinite(self.residual_logit)):
             raise ValueError(f"residual_logit must be a finite number, got residual_logit={self.residual_logit!r}")
+        if isinstance(self.augment_shift, bool) or not isinstance(self.augment_shift, int) or self.augment_shift < 0:
+            raise ValueError(f"augment_shift must be an integer >= 0 (pixels), got augment_shift={self.augment_shift!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule={self.lr_schedule!r} is not known; expected one of {LR_SCHEDULES}")
         if self.connections not in CONNECTIONS:

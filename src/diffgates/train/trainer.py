@@ -59,6 +59,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..data.augment import random_shift
 from ..families import accuracy_counts, build_model, get_family
 from ..modelfiles import save_model
 from . import checkpoint as ckpt_io
@@ -92,6 +93,12 @@ def lr_factor(schedule: str, step: int, num_iterations: int) -> float:
 def _epoch_seed(seed: int, epoch: int) -> int:
     """A 63-bit generator seed that depends on (seed, epoch) only (stable across platforms/versions)."""
     digest = hashlib.sha256(f"diffgates-data-order:{seed}:{epoch}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    """A 63-bit seed of one step's augmentation on one rank (a function of these alone: resumable)."""
+    digest = hashlib.sha256(f"diffgates-augment:{seed}:{step}:{rank}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
@@ -413,6 +420,9 @@ class Trainer:
             self.log(f"--resume: no checkpoint in {self.out_dir} yet; starting from step 0")
 
         ds = self._load_data()
+        if cfg.augment_shift and len(ds.raw_shape) < 2:
+            raise ValueError(f"--augment-shift {cfg.augment_shift} translates images; dataset {ds.name!r} has raw "
+                             f"rows of shape {tuple(ds.raw_shape)}, not images")
         spec = self._spec(ds)
         self.spec, self.ds = spec, ds
         # The raw training rows live on the training device (a no-op on CPU): batches never cross PCIe.
@@ -485,7 +495,10 @@ class Trainer:
         cfg, ds, dist = self.config, self.ds, self.dist
         idx = order.batch_indices(step, cfg.batch_size)
         local = idx.view(dist.world_size, -1)[dist.rank].to(self.device)  # contiguous shard of the global batch
-        x = ds.encode(self.x_train[local], self.family.binary_inputs)
+        x_raw = self.x_train[local]
+        if cfg.augment_shift:
+            x_raw = self._shifted(x_raw, step)
+        x = ds.encode(x_raw, self.family.binary_inputs)
         y = self.y_train[local]
         logits = self.train_model(x)
         loss = torch.nn.functional.cross_entropy(logits, y)
@@ -503,6 +516,13 @@ class Trainer:
                 stats = stats.to(self.comm_device)
                 torch.distributed.all_reduce(stats)  # why: every rank (and rank 0's checkpoints) holds global sums
             running += stats.to(running.device)
+
+    def _shifted(self, x_raw: torch.Tensor, step: int) -> torch.Tensor:
+        """The raw training rows of ``step`` randomly translated (--augment-shift); seeded by (seed, step, rank)."""
+        raw_shape = tuple(self.ds.raw_shape)
+        g = torch.Generator().manual_seed(_step_seed(self.config.seed, step, self.dist.rank))
+        images = x_raw.reshape(len(x_raw), *raw_shape)
+        return random_shift(images, self.config.augment_shift, g).reshape(x_raw.shape)
 
     def _loop(self, start: int) -> dict[str, Any]:
         cfg, dist, state = self.config, self.dist, self.state
