@@ -395,3 +395,9 @@ def test_gate_variants_are_stored_and_resume_exactly(tmp_path, fake, variant):
     assert model.diffgates_spec["layers"][0]["init"] == "residual"  # the resolved default, recorded
     # A different sampling on --resume continues another run: refused, naming the field.
     assert cli_main(["train", *args, "-ni", "90", "--out", str(split), "--resume", "--sampling", "soft"]) != 0
+
+
+def test_a_family_flag_changes_one_option_of_the_preset():
+    cfg = resolve_preset("bnn_conv_mnist", {"model_options": {"conv_width": 32}})
+    assert cfg.model_options == {"topology": "conv", "conv_width": 32}
+    assert resolve_preset("bnn_conv_mnist", {"model_options": {"topology": "mlp"}}).model_options == {"topology": "mlp"}

@@ -188,7 +188,8 @@ def resolve_preset(name: str | None, overrides: dict[str, Any] | None = None) ->
 
     Args:
         name: a key of ``PRESETS``, or None for defaults only.
-        overrides: TrainConfig field -> value (e.g. the flags given on the command line).
+        overrides: TrainConfig field -> value (e.g. the flags given on the command line); ``model_options``
+            are merged option by option into the preset's.
 
     Returns:
         The merged TrainConfig (``preset`` field set to ``name``).
@@ -197,7 +198,10 @@ def resolve_preset(name: str | None, overrides: dict[str, Any] | None = None) ->
     if name is not None:
         values.update(get_preset(name).values)
         values["preset"] = name
-    values.update(overrides or {})
+    overrides = dict(overrides or {})
+    if "model_options" in overrides:  # why: one typed family option changes that option, not the preset's others
+        overrides["model_options"] = {**values.get("model_options", {}), **overrides["model_options"]}
+    values.update(overrides)
     if values.get("dataset") in DATASET_ALIASES:
         values["dataset"] = DATASET_ALIASES[values["dataset"]]
     return TrainConfig.from_dict(values, where=f"preset {name!r}" if name else "config")
