@@ -262,3 +262,19 @@ def test_askew_sgd_anneals_once_per_epoch_after_the_first():
     assert eps[19] == pytest.approx(0.96 ** 2) and eps[29] == pytest.approx(0.96 ** 3)
     with pytest.raises(ValueError, match="askew_sgd constrains binary weights"):
         BINARY.make_optimizer(build_model(binary_spec(8, 2, [4], input_shape=[8], weight_bits=2)), config)
+
+
+def test_relaxed_evaluation_leaves_batchnorm_statistics_alone():
+    """Train-mode accuracy normalizes by batch statistics; it must not move the running ones (or any buffer)."""
+    from diffgates.families import accuracy_counts
+
+    spec = binary_spec(in_dim=12, n_classes=3, hidden=[9, 7], input_shape=[12])
+    model = _trained(spec)
+    before = {name: b.clone() for name, b in model.named_buffers()}
+    x = (torch.rand(65, 12) * 255).to(torch.uint8)
+    y = torch.randint(0, 3, (65,))
+    accuracy_counts(model, x, y, lambda rows, binary: (rows > 127).float(), binary=True, train_mode=True,
+                    batch_size=16)
+    assert not model.training
+    for name, b in model.named_buffers():
+        assert torch.equal(b, before[name]), name

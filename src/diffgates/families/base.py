@@ -24,6 +24,7 @@ batched evaluation every family's ``deployed_accuracy`` uses. Add a family: one 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -127,14 +128,18 @@ def accuracy_counts(model: torch.nn.Module, x_raw: torch.Tensor, y: torch.Tensor
     correct = 0
     rows = torch.arange(rank, len(y), world)
     relaxation = soft_sampling(model) if train_mode else contextlib.nullcontext()
+    # why: a train-mode forward updates BatchNorm running statistics; evaluation must not change the model
+    buffers = [(b, b.detach().clone()) for b in model.buffers()] if train_mode else []
     try:
         with relaxation:
-            for start in range(0, len(rows), batch_size):
-                idx = rows[start:start + batch_size]
+            # why near-equal batches: a train-mode BatchNorm cannot normalize a last batch of one row
+            for idx in torch.tensor_split(rows, max(1, math.ceil(len(rows) / batch_size))):
                 x = encode(x_raw[idx].to(device, non_blocking=True), binary)  # encode where the model runs
                 pred = model(x).argmax(-1).cpu()
                 correct += int((pred == y[idx]).sum())
     finally:
+        for buffer, saved in buffers:
+            buffer.copy_(saved)
         model.train(was_training)
     return correct, len(rows)
 
