@@ -96,9 +96,10 @@ def _epoch_seed(seed: int, epoch: int) -> int:
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def _step_seed(seed: int, step: int, rank: int) -> int:
-    """A 63-bit seed of one step's augmentation on one rank (a function of these alone: resumable)."""
-    digest = hashlib.sha256(f"diffgates-augment:{seed}:{step}:{rank}".encode()).digest()
+def _step_seed(seed: int, step: int) -> int:
+    """A 63-bit seed of one step's augmentation (a function of these alone: resumable, the same on every rank)."""
+    # why the trailing ":0": the draws of runs recorded when the seed also named the rank (rank 0) stay the same
+    digest = hashlib.sha256(f"diffgates-augment:{seed}:{step}:0".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
@@ -495,9 +496,11 @@ class Trainer:
         cfg, ds, dist = self.config, self.ds, self.dist
         idx = order.batch_indices(step, cfg.batch_size)
         local = idx.view(dist.world_size, -1)[dist.rank].to(self.device)  # contiguous shard of the global batch
-        x_raw = self.x_train[local]
-        if cfg.augment_shift:
-            x_raw = self._shifted(x_raw, step)
+        if cfg.augment_shift:  # why the global batch: each row's shift must not depend on the number of ranks
+            x_raw = self._shifted(self.x_train[idx.to(self.device)], step).view(dist.world_size, -1,
+                                                                                 *self.x_train.shape[1:])[dist.rank]
+        else:
+            x_raw = self.x_train[local]
         x = ds.encode(x_raw, self.family.binary_inputs)
         y = self.y_train[local]
         logits = self.train_model(x)
@@ -518,9 +521,9 @@ class Trainer:
             running += stats.to(running.device)
 
     def _shifted(self, x_raw: torch.Tensor, step: int) -> torch.Tensor:
-        """The raw training rows of ``step`` randomly translated (--augment-shift); seeded by (seed, step, rank)."""
+        """The raw training rows of ``step`` randomly translated (--augment-shift); seeded by (seed, step)."""
         raw_shape = tuple(self.ds.raw_shape)
-        g = torch.Generator().manual_seed(_step_seed(self.config.seed, step, self.dist.rank))
+        g = torch.Generator().manual_seed(_step_seed(self.config.seed, step))
         images = x_raw.reshape(len(x_raw), *raw_shape)
         return random_shift(images, self.config.augment_shift, g).reshape(x_raw.shape)
 
