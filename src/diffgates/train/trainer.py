@@ -90,17 +90,21 @@ def lr_factor(schedule: str, step: int, num_iterations: int) -> float:
     raise ValueError(f"lr_schedule={schedule!r} is not known; expected one of {LR_SCHEDULES}")
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
-    """A 63-bit generator seed that depends on (seed, epoch) only (stable across platforms/versions)."""
-    digest = hashlib.sha256(f"diffgates-data-order:{seed}:{epoch}".encode()).digest()
+def _derived_seed(*parts: object) -> int:
+    """A 63-bit generator seed that depends on ``parts`` only (stable across platforms/versions)."""
+    digest = hashlib.sha256(":".join(map(str, parts)).encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of one epoch's data order."""
+    return _derived_seed("diffgates-data-order", seed, epoch)
 
 
 def _step_seed(seed: int, step: int) -> int:
-    """A 63-bit seed of one step's augmentation (a function of these alone: resumable, the same on every rank)."""
-    # why the trailing ":0": the draws of runs recorded when the seed also named the rank (rank 0) stay the same
-    digest = hashlib.sha256(f"diffgates-augment:{seed}:{step}:0".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
+    """The seed of one step's augmentation (resumable, the same on every rank)."""
+    # why the trailing 0: the recorded augmented runs drew their shifts from this exact string
+    return _derived_seed("diffgates-augment", seed, step, 0)
 
 
 class DataOrder:
