@@ -5,7 +5,6 @@ tiny net on 4x6 synthetic images and must resume to the same numbers as an unint
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 
 import pytest
@@ -52,17 +51,12 @@ def test_random_shift_zero_is_the_identity_and_bad_input_is_named():
         random_shift(images.reshape(3, 16), 1, torch.Generator())
 
 
-def _image_fake() -> object:
-    """fake_data's rows as 4x6 images (the class depends on 5 of the 24 pixels, so shifts matter)."""
-    return dataclasses.replace(fake_data.make_fake(), raw_shape=(4, 6))
-
-
 TINY = ["--dataset", "fake", "-k", "32", "-l", "2", "-t", "4", "-bs", "20", "--threads", "1", "--no-progress",
         "-ef", "20", "--seed", "2"]
 
 
 def test_augmented_training_resumes_exactly_and_differs_from_plain(tmp_path, monkeypatch):
-    monkeypatch.setattr(trainer_mod, "load_dataset_fn", lambda name, *args: _image_fake())
+    monkeypatch.setattr(trainer_mod, "load_dataset_fn", lambda name, *args: fake_data.make_fake(image_rows=True))
     whole, split, plain = tmp_path / "whole", tmp_path / "split", tmp_path / "plain"
     aug = [*TINY, "--augment-shift", "1"]
     assert cli_main(["train", *aug, "-ni", "40", "--out", str(whole)]) == 0
