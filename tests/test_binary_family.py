@@ -22,7 +22,7 @@ from diffgates.ir import group_counts, simplify
 from diffgates.modelfiles import load_model
 from diffgates.nn import OrPool2d
 from diffgates.nn.binary import (BinaryActivation, BinaryBlock, BinaryClassifier, BinaryConv2d, BinaryLinear, Bipolar,
-                                 FoldableBatchNorm)
+                                 FoldableBatchNorm, recalibrate_batchnorm_)
 from diffgates.train.trainer import lr_factor
 
 TINY = ["--dataset", "fake", "-a", "binary", "-bs", "20", "--threads", "1", "--no-progress", "--val-fraction", "0.1"]
@@ -278,3 +278,55 @@ def test_relaxed_evaluation_leaves_batchnorm_statistics_alone():
     assert not model.training
     for name, b in model.named_buffers():
         assert torch.equal(b, before[name]), name
+
+
+def test_recalibrated_statistics_are_the_averaged_batch_statistics_of_the_deployed_weights():
+    torch.manual_seed(4)
+    first, second = BinaryLinear(12, 9, binarize="stochastic"), BinaryLinear(9, 5)
+    bn1, bn2 = FoldableBatchNorm(9), FoldableBatchNorm(5)
+    model = torch.nn.Sequential(first, bn1, BinaryActivation(), torch.nn.Dropout(0.5), second, bn2)
+    model.train()
+    batches = [_bits(33, (12,), 1) * 2 - 1, _bits(32, (12,), 2) * 2 - 1]
+    assert recalibrate_batchnorm_(model, batches) == 65
+    assert model.training and all(m.training for m in model) and bn1.momentum == 0.1
+    # Reference: eval-mode (deterministic) weights, no dropout, each BN normalizing by its batch statistics.
+    means, vars_ = [[], []], [[], []]
+    for x in batches:
+        h = first.eval()(x)
+        means[0].append(h.mean(0))
+        vars_[0].append(h.var(0, unbiased=True))
+        a = torch.where((h - h.mean(0)) / torch.sqrt(h.var(0, unbiased=False) + bn1.eps) * bn1.weight + bn1.bias >= 0,
+                        1.0, -1.0)
+        h2 = second.eval()(a)
+        means[1].append(h2.mean(0))
+        vars_[1].append(h2.var(0, unbiased=True))
+    for k, bn in enumerate((bn1, bn2)):
+        torch.testing.assert_close(bn.running_mean, torch.stack(means[k]).mean(0))
+        torch.testing.assert_close(bn.running_var, torch.stack(vars_[k]).mean(0))
+    # A batch without a variance is refused and leaves the statistics as they were.
+    saved = bn1.running_mean.clone()
+    with pytest.raises(ValueError, match="a batch of 1 row has no batch variance"):
+        recalibrate_batchnorm_(model, [batches[0], batches[1][:1]])
+    assert torch.equal(bn1.running_mean, saved) and bn1.momentum == 0.1
+    assert recalibrate_batchnorm_(model, []) == 0 and torch.equal(bn1.running_mean, saved)
+
+
+def test_training_with_bn_recalibration_saves_recalibrated_statistics_and_trains_the_same(tmp_path, fake_dataset):
+    from diffgates.train.trainer import _derived_seed
+
+    args = [*TINY, "-k", "16", "-l", "2", "-lr", "0.02", "-ni", "30", "-ef", "15", "--seed", "5"]
+    plain, recal = tmp_path / "plain", tmp_path / "recal"
+    assert cli_main(["train", *args, "--out", str(plain)]) == 0
+    assert cli_main(["train", *args, "--bn-recalibrate", "50", "--out", str(recal)]) == 0
+    runs = [json.loads((d / "results.json").read_text()) for d in (plain, recal)]
+    assert [e["train_loss"] for e in runs[0]["evaluations"]] == [e["train_loss"] for e in runs[1]["evaluations"]]
+    assert runs[1]["config"]["model_options"]["bn_recalibrate"] == 50
+    # The saved model holds the plain run's weights with statistics recomputed on the trainer's 50 rows.
+    expected, got = load_model(plain), load_model(recal)
+    g = torch.Generator().manual_seed(_derived_seed("diffgates-calibration-rows", 5))
+    rows = torch.randperm(len(fake_dataset.y_train), generator=g)[:50]
+    recalibrate_batchnorm_(expected, [fake_dataset.encode(fake_dataset.x_train[rows], True)])
+    for (name, a), b in zip(expected.state_dict().items(), got.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=name)
+    assert not torch.equal(load_model(plain)[2].norm.running_mean, got[2].norm.running_mean)  # [0] Bipolar, [1] Flatten
+    assert cli_main(["train", *args, "--bn-recalibrate", "-1", "--out", str(tmp_path / "bad")]) != 0

@@ -14,7 +14,8 @@ float MLP baselines, and later binary, adder or shift networks. It declares
   bits; a float baseline: its plain accuracy);
 * ``deploy``: the Circuit of a model, or None for a family that is not a Boolean circuit, and
   ``deployed_counts``: the class counts that circuit must give, from the eval model;
-* training hooks: ``binary_inputs`` (train on exact input bits), ``make_optimizer``, ``after_step``.
+* training hooks: ``binary_inputs`` (train on exact input bits), ``make_optimizer``, ``after_step``,
+  ``before_evaluation``.
 
 Specs share a header: ``{"format": "diffgates.model_spec", "version": 1, "kind", "in_dim",
 "n_classes", "input_shape", ...}`` (``spec_header``, ``check_header``). ``accuracy_counts`` is the
@@ -25,7 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,6 +216,11 @@ class ModelFamily:
     def after_step(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, config, step: int,
                    steps_per_epoch: int) -> None:
         """Called after optimizer step ``step`` (1-based): projections, annealing. Default: nothing."""
+
+    def before_evaluation(self, model: torch.nn.Module, config,
+                          training_batches: Callable[[int], Iterable[torch.Tensor]]) -> None:
+        """Called before each evaluation (whose model is then saved): e.g. recalibrate statistics.
+        ``training_batches(n)`` yields n fixed training rows (encoded, not augmented) in batches. Default: nothing."""
 
     def check_options(self, options: dict[str, Any], where: str = "model_options") -> dict[str, Any]:
         """Every option of this family with its value (defaults filled in); unknown keys are an error."""

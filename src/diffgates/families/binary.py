@@ -23,7 +23,9 @@ The network trains on the dataset's exact input bits (``binary_inputs``): the de
 what the trained one saw. Training options (not part of the model): ``latent_clip`` (clip latent
 binary weights to [-c, c] after every step; 0 disables), ``lr_scaling='binarynet'`` (each binary
 weight's learning rate times 1/sqrt(1.5/(fan_in+fan_out))), ``optimizer='askew_sgd'`` (AskewSGD,
-momentum 0.9: the binary weights interval-constrained, eps annealed once per epoch after the first). Example::
+momentum 0.9: the binary weights interval-constrained, eps annealed once per epoch after the first),
+``bn_recalibrate=N`` (before every evaluation, BatchNorm statistics recomputed over N fixed training
+rows with the current weights: the deployed thresholds then match the weights they threshold). Example::
 
     spec = binary_spec(in_dim=784, n_classes=10, hidden=[1024] * 3, input_shape=[1, 28, 28])
     model = BINARY.build(spec)
@@ -38,7 +40,7 @@ import torch
 from ..nn import OrPool2d
 from ..nn.binary import (BINARY_LAYERS, BinaryActivation, BinaryBlock, BinaryClassifier, BinaryConv2d, BinaryLinear,
                          Bipolar, FoldableBatchNorm, LQConv2d, LQLinear, QuantActivation, binarynet_param_groups,
-                         clip_latent_weights_)
+                         clip_latent_weights_, recalibrate_batchnorm_)
 from ..optim import AskewSGD
 from .base import ModelFamily, Option, accuracy_counts, adam_optimizer, check_int, spec_header
 
@@ -111,11 +113,16 @@ class BinaryFamily(ModelFamily):
                ("none", "binarynet")),
         Option("optimizer", str, "adam", "adam (AdamW with --weight-decay) or askew_sgd (binary weights)",
                ("adam", "askew_sgd")),
+        Option("bn_recalibrate", int, 0, "before every evaluation (and so in the saved models) recompute the "
+               "BatchNorm statistics over N fixed training rows with the current weights (0: keep the running "
+               "averages)"),
     )
 
     # -- spec -------------------------------------------------------------------------------------
     def spec_from_config(self, config, dataset) -> dict[str, Any]:
         opts = self.check_options(config.model_options)
+        if opts["bn_recalibrate"] < 0:
+            raise ValueError(f"--bn-recalibrate must be a number of training rows >= 0, got {opts['bn_recalibrate']}")
         shape = [int(d) for d in dataset.input_shape]
         conv = []
         if opts["topology"] == "conv":
@@ -285,6 +292,11 @@ class BinaryFamily(ModelFamily):
         # AskewSGD: plain clipped SGD for the first epoch (eps = 1), then eps shrinks once per epoch.
         if isinstance(optimizer, AskewSGD) and step % steps_per_epoch == 0 and step // steps_per_epoch > ASKEW_WARMUP_EPOCHS - 1:
             optimizer.anneal()
+
+    def before_evaluation(self, model, config, training_batches) -> None:
+        rows = self.check_options(config.model_options)["bn_recalibrate"]
+        if rows > 0:
+            recalibrate_batchnorm_(getattr(model, "module", model), training_batches(rows))
 
     # -- deployment -------------------------------------------------------------------------------
     def deployed_accuracy(self, model, x_raw, y, encode, *, batch_size=2000, device="cpu", shard=(0, 1)):

@@ -16,7 +16,8 @@ What is here (each as its paper defines it):
   of a BNN that deploys exactly (its eval-mode arithmetic is fixed so BN + sign fold into integer
   thresholds; ``diffgates.frontend.binary``);
 * ``clip_latent_weights_`` (call after every optimizer step), ``binarynet_lr_scales`` /
-  ``binarynet_param_groups`` (BinaryNet's per-layer learning-rate scale).
+  ``binarynet_param_groups`` (BinaryNet's per-layer learning-rate scale), ``recalibrate_batchnorm_``
+  (BatchNorm statistics recomputed with the current weights, before deployment).
 
 Example (BinaryNet MLP on MNIST; inputs scaled to 2x - 1)::
 
@@ -47,7 +48,7 @@ __all__ = ["ESTIMATORS", "SCALINGS", "BINARIZATIONS", "sign_ste", "hard_sigmoid"
            "QuantActivation", "BinaryLinear", "BinaryConv2d", "BINARY_LAYERS", "LQWeightQuantizer",
            "LQActivationQuantizer", "LQLinear", "LQConv2d", "LQ_LAYERS", "clip_latent_weights_",
            "binarynet_lr_scales", "binarynet_param_groups", "glorot_fans", "Bipolar", "FoldableBatchNorm",
-           "OutputScale", "BinaryBlock", "BinaryClassifier"]
+           "OutputScale", "BinaryBlock", "BinaryClassifier", "recalibrate_batchnorm_"]
 
 ESTIMATORS = ("ste", "approx_sign", "identity")
 SCALINGS = (None, "xnor")
@@ -805,6 +806,51 @@ def clip_latent_weights_(model: torch.nn.Module, bound: float = 1.0) -> torch.nn
             if isinstance(module, BINARY_LAYERS):
                 module.weight.clamp_(-bound, bound)
     return model
+
+
+@torch.no_grad()
+def recalibrate_batchnorm_(model: torch.nn.Module, batches) -> int:
+    """Recompute the running statistics of every BatchNorm in ``model`` from ``batches``, in place.
+
+    Each BatchNorm's running mean / variance become the equal-weight average over the batches of its
+    batch mean / unbiased batch variance, computed with the model's current weights as deployed: only
+    the BatchNorms run in training mode, so dropout, stochastic binarization and LQ basis updates stay
+    off. why: the running averages mix statistics of binary weights from earlier steps (whose signs
+    keep flipping while the learning rate is high), and eval mode and the folded thresholds use them.
+    ``batches`` is an iterable of model inputs of at least 2 rows each. Train/eval modes and momenta
+    are restored; on an error, or with no batches, the statistics are left as they were. Returns the
+    number of rows seen.
+    """
+    _check_model("recalibrate_batchnorm_", model)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+             and m.track_running_stats]
+    modes = {m: m.training for m in model.modules()}
+    saved = [(m, m.momentum, m.running_mean.clone(), m.running_var.clone(), m.num_batches_tracked.clone())
+             for m in norms]
+    rows, completed = 0, False
+    try:
+        model.eval()
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # why: torch then keeps the cumulative (equal-weight) average
+            m.train()
+        for x in batches:
+            if len(x) < 2:
+                raise ValueError(f"recalibrate_batchnorm_: a batch of {len(x)} row has no batch variance; "
+                                 f"expected batches of at least 2 rows")
+            model(x)
+            rows += len(x)
+        completed = True
+    finally:
+        for m, momentum, mean, var, count in saved:
+            m.momentum = momentum
+            if not completed or rows == 0:
+                m.running_mean.copy_(mean)
+                m.running_var.copy_(var)
+                m.num_batches_tracked.copy_(count)
+        for m, training in modes.items():
+            m.train(training)
+    return rows
 
 
 def binarynet_lr_scales(model: torch.nn.Module) -> dict[torch.nn.Parameter, float]:

@@ -49,7 +49,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from itertools import takewhile
 from pathlib import Path
@@ -609,9 +609,19 @@ class Trainer:
         correct, total = self._all_reduce([float(correct), float(total)])
         return correct / total if total else None
 
+    def _calibration_batches(self, rows: int) -> Iterator[torch.Tensor]:
+        """The first ``rows`` training rows of a fixed seeded order (all of them if fewer), encoded as the
+        family trains (not augmented), in near-equal batches of at most ``eval_batch_size``."""
+        g = torch.Generator().manual_seed(_derived_seed("diffgates-calibration-rows", self.config.seed))
+        chosen = torch.randperm(len(self.y_train), generator=g)[:rows].to(self.device)
+        for idx in torch.tensor_split(chosen, max(1, math.ceil(len(chosen) / self.config.eval_batch_size))):
+            yield self.ds.encode(self.x_train[idx], self.family.binary_inputs)
+
     def _evaluate(self, step: int, running: torch.Tensor, elapsed: Callable[[], float]) -> None:
         t0 = time.monotonic()
         ds, state = self.ds, self.state
+        # why before evaluating: what the family changes here (e.g. BN statistics) is what is measured and saved
+        self.family.before_evaluation(self.model, self.config, self._calibration_batches)
         loss_sum, correct, count = running.tolist()
         record: dict[str, Any] = {"step": step, "train_loss": loss_sum / count,
                                   "train_acc_train_mode": correct / count}
