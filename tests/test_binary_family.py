@@ -329,4 +329,5 @@ def test_training_with_bn_recalibration_saves_recalibrated_statistics_and_trains
     for (name, a), b in zip(expected.state_dict().items(), got.state_dict().values()):
         torch.testing.assert_close(a, b, msg=name)
     assert not torch.equal(load_model(plain)[2].norm.running_mean, got[2].norm.running_mean)  # [0] Bipolar, [1] Flatten
-    assert cli_main(["train", *args, "--bn-recalibrate", "-1", "--out", str(tmp_path / "bad")]) != 0
+    for bad in ("-1", "1"):
+        assert cli_main(["train", *args, "--bn-recalibrate", bad, "--out", str(tmp_path / "bad")]) != 0

@@ -121,8 +121,9 @@ class BinaryFamily(ModelFamily):
     # -- spec -------------------------------------------------------------------------------------
     def spec_from_config(self, config, dataset) -> dict[str, Any]:
         opts = self.check_options(config.model_options)
-        if opts["bn_recalibrate"] < 0:
-            raise ValueError(f"--bn-recalibrate must be a number of training rows >= 0, got {opts['bn_recalibrate']}")
+        if opts["bn_recalibrate"] < 0 or opts["bn_recalibrate"] == 1:  # why 2: one row has no batch variance
+            raise ValueError(f"--bn-recalibrate must be 0 (off) or a number of training rows >= 2, got "
+                             f"{opts['bn_recalibrate']}")
         shape = [int(d) for d in dataset.input_shape]
         conv = []
         if opts["topology"] == "conv":

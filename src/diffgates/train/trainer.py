@@ -611,10 +611,11 @@ class Trainer:
 
     def _calibration_batches(self, rows: int) -> Iterator[torch.Tensor]:
         """The first ``rows`` training rows of a fixed seeded order (all of them if fewer), encoded as the
-        family trains (not augmented), in near-equal batches of at most ``eval_batch_size``."""
+        family trains (not augmented), in near-equal batches of at most ``eval_batch_size`` and at least 2 rows."""
         g = torch.Generator().manual_seed(_derived_seed("diffgates-calibration-rows", self.config.seed))
         chosen = torch.randperm(len(self.y_train), generator=g)[:rows].to(self.device)
-        for idx in torch.tensor_split(chosen, max(1, math.ceil(len(chosen) / self.config.eval_batch_size))):
+        n_batches = min(math.ceil(len(chosen) / self.config.eval_batch_size), len(chosen) // 2)
+        for idx in torch.tensor_split(chosen, max(1, n_batches)):
             yield self.ds.encode(self.x_train[idx], self.family.binary_inputs)
 
     def _evaluate(self, step: int, running: torch.Tensor, elapsed: Callable[[], float]) -> None:
