@@ -1,8 +1,9 @@
 """Build C source into a shared library, cached on disk by source hash, and load it with ctypes.
 
-Every native piece of diffgates (the fused CPU training kernel, the compiled circuit engines) goes
+Every native piece of diffgates (the fused CPU training kernels, the compiled circuit engines) goes
 through ``open_library(source, name, flags)`` -> ``(path, ctypes.CDLL)``, or its two halves
-``build_shared_library`` (source text + flags -> ``.so`` path) and ``load_library`` (the checked load).
+``build_shared_library`` (source text + flags -> ``.so`` path) and ``load_library`` (the checked load);
+``load_failure(load)`` turns a failed build or load into the one-line reason a kernel module reports.
 
 What the cache (``cache_dir()/build``) guarantees:
 
@@ -89,6 +90,15 @@ def compiler_supports(flag: str) -> bool:
         src.write_text("int diffgates_probe(void) { return 1; }\n")
         cmd = [compiler(), flag, "-shared", "-fPIC", str(src), "-o", str(Path(tmp, "probe.so"))]
         return subprocess.run(cmd, capture_output=True).returncode == 0
+
+
+def load_failure(load) -> str | None:
+    """None when ``load()`` (a kernel module's build-and-load) succeeds, else the first line of why not."""
+    try:
+        load()
+    except (CompilationError, OSError) as exc:
+        return str(exc).splitlines()[0]
+    return None
 
 
 def open_library(source: str, name: str, flags: list[str] | tuple[str, ...] = ()) -> tuple[Path, ctypes.CDLL]:

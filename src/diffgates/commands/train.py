@@ -95,21 +95,33 @@ _OPTION_PREFIX = "model_option:"
 
 
 def _add_family_options(parser: argparse.ArgumentParser) -> None:
-    """One flag per option any registered model family declares (``--NAME``, into ``model_options``)."""
+    """One flag per option any registered model family declares (``--NAME``, into ``model_options``).
+
+    Families sharing an option name share its flag: it accepts every family's choices (the family of the
+    run checks its own), and its help lists each family's meaning.
+    """
     from ..families import FAMILIES
 
-    seen: dict[str, str] = {}
+    by_name: dict[str, list] = {}
     for family in FAMILIES.values():
-        if not family.options:
-            continue
-        group = parser.add_argument_group(f"options of the {family.name!r} family")
         for option in family.options:
-            if option.name in seen:  # two families sharing an option name share the flag
-                continue
-            seen[option.name] = family.name
-            group.add_argument(f"--{option.name.replace('_', '-')}", dest=_OPTION_PREFIX + option.name,
-                               type=option.type, choices=option.choices, default=argparse.SUPPRESS,
-                               help=f"{option.help} (default {option.default!r})")
+            by_name.setdefault(option.name, []).append((family.name, option))
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name, owners in by_name.items():
+        first_family, first = owners[0]
+        if any(o.type is not first.type for _, o in owners):
+            raise TypeError(f"families {[f for f, _ in owners]} declare option {name!r} with different types")
+        if first_family not in groups:
+            groups[first_family] = parser.add_argument_group(f"options of the {first_family!r} family")
+        choices = None
+        if all(o.choices is not None for _, o in owners):
+            choices = list(dict.fromkeys(c for _, o in owners for c in o.choices))
+        if len(owners) == 1:
+            help_text = f"{first.help} (default {first.default!r})"
+        else:
+            help_text = "; ".join(f"{family}: {o.help} (default {o.default!r})" for family, o in owners)
+        groups[first_family].add_argument(f"--{name.replace('_', '-')}", dest=_OPTION_PREFIX + name, type=first.type,
+                                          choices=choices, default=argparse.SUPPRESS, help=help_text)
 
 
 def _explicit_values(args: argparse.Namespace) -> dict:

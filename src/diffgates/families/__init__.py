@@ -3,8 +3,9 @@
 The trainer, the CLI and the model files never branch on a family's name: they look the family up
 here (``get_family(config.architecture)``, ``get_family(spec["kind"])``, ``family_of_model(model)``)
 and call its methods (``base.ModelFamily``). Families today: ``logic`` (``logic``), ``logic_tree``
-(``logic_tree``, conv logic nets), ``mlp`` (``mlp``) and ``binary`` (``binary``: BNN, XNOR-Net, QNN,
-LQ-Nets). To add one, write a module with a ``ModelFamily`` subclass and add one line below::
+(``logic_tree``, conv logic nets), ``mlp`` (``mlp``), ``binary`` (``binary``: BNN, XNOR-Net, QNN,
+LQ-Nets) and ``adder`` (``adder``: AdderNet, on the conv-net skeleton of ``convnet``). To add one,
+write a module with a ``ModelFamily`` subclass and add one line below::
 
     register_family(MyFamily())
 
@@ -16,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .adder import ADDER
 from .base import SPEC_FORMAT, SPEC_VERSION, ModelFamily, Option, accuracy_counts, check_header
 from .binary import BINARY, binary_spec
 from .logic import LOGIC, logic_spec
@@ -37,6 +39,7 @@ register_family(LOGIC)
 register_family(LOGIC_TREE)
 register_family(MLP)
 register_family(BINARY)
+register_family(ADDER)
 
 
 def get_family(name: str) -> ModelFamily:

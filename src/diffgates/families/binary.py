@@ -43,6 +43,7 @@ from ..nn.binary import (BINARY_LAYERS, BinaryActivation, BinaryBlock, BinaryCla
                          clip_latent_weights_, recalibrate_batchnorm_)
 from ..optim import AskewSGD
 from .base import ModelFamily, Option, accuracy_counts, adam_optimizer, check_int, spec_header
+from .convnet import check_blocks, conv_output_shape, layer_widths
 
 WEIGHT_LAYERS = (*BINARY_LAYERS, LQLinear, LQConv2d)
 ACTIVATIONS = ("sign", "qnn", "lq")
@@ -75,16 +76,6 @@ def binary_spec(in_dim: int, n_classes: int, hidden: list[int], conv: list[list[
 def deployable(spec: dict[str, Any]) -> bool:
     """Whether the spec is a BNN (1-bit weights, sign activations): the form that deploys as a circuit."""
     return spec["weight_bits"] == 1 and spec["activation"] == "sign"
-
-
-def conv_output_shape(spec: dict[str, Any]) -> tuple[int, int, int]:
-    """(C, H, W) after the conv blocks (the input shape when there are none)."""
-    c, h, w = spec["input_shape"] if len(spec["input_shape"]) == 3 else (spec["in_dim"], 1, 1)
-    for channels, kernel, pool in spec["conv"]:
-        c, h, w = channels, h - kernel + 1, w - kernel + 1
-        if pool > 1:
-            h, w = h // pool, w // pool
-    return c, h, w
 
 
 class BinaryFamily(ModelFamily):
@@ -138,26 +129,7 @@ class BinaryFamily(ModelFamily):
                            estimator=opts["estimator"], dropout=(opts["dropout_in"], opts["dropout_hidden"]))
 
     def validate(self, spec, where):
-        hidden = spec.get("hidden")
-        if not isinstance(hidden, list) or not hidden:
-            raise ValueError(f"{where}: 'hidden' must be a non-empty list of layer widths, got {hidden!r}")
-        for i, w in enumerate(hidden):
-            check_int(where, f"hidden[{i}]", w)
-        conv = spec.get("conv")
-        if not isinstance(conv, list):
-            raise ValueError(f"{where}: 'conv' must be a list of [channels, kernel, pool], got {conv!r}")
-        for i, block in enumerate(conv):
-            if not isinstance(block, list) or len(block) != 3:
-                raise ValueError(f"{where}: conv[{i}] must be [channels, kernel, pool], got {block!r}")
-            for name, v in zip(("channels", "kernel", "pool"), block):
-                check_int(where, f"conv[{i}].{name}", v)
-        if conv and len(spec["input_shape"]) != 3:
-            raise ValueError(f"{where}: conv blocks need input_shape (C, H, W), got {spec['input_shape']}")
-        if conv:
-            c, h, w = conv_output_shape(spec)
-            if h < 1 or w < 1:
-                raise ValueError(f"{where}: the conv blocks {conv} shrink the {spec['input_shape']} input to "
-                                 f"{c}x{h}x{w}; use fewer blocks or a larger input")
+        check_blocks(spec, where, hidden_required=True)
         bits = check_int(where, "weight_bits", spec.get("weight_bits"))
         if bits > 8:
             raise ValueError(f"{where}: weight_bits must be at most 8, got {bits}")
@@ -238,14 +210,7 @@ class BinaryFamily(ModelFamily):
         return self.validate(dict(model.spec), "model_spec")
 
     def layer_widths(self, spec):
-        widths = []
-        c, h, w = spec["input_shape"] if spec["conv"] else (0, 0, 0)
-        for channels, kernel, pool in spec["conv"]:
-            h, w = h - kernel + 1, w - kernel + 1
-            widths.append(channels * h * w)
-            if pool > 1:
-                h, w = h // pool, w // pool
-        return widths + list(spec["hidden"]) + [spec["n_classes"]]
+        return layer_widths(spec)
 
     def _kind(self, spec) -> str:
         if deployable(spec):

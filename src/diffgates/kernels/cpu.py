@@ -112,11 +112,7 @@ def unavailable_reason() -> str | None:
     Returns:
         ``None``, or a one-line reason such as ``"no C compiler found (looked for '/nonexistent'...)"``.
     """
-    try:
-        _library()
-    except (_native.CompilationError, OSError) as exc:
-        return str(exc).splitlines()[0]
-    return None
+    return _native.load_failure(_library)
 
 
 def has_openmp() -> bool:

@@ -83,11 +83,7 @@ def unavailable_reason() -> str | None:
     reason = cpu.unavailable_reason()
     if reason is not None:
         return reason
-    try:
-        _library()
-    except (_native.CompilationError, OSError) as exc:
-        return str(exc).splitlines()[0]
-    return None
+    return _native.load_failure(_library)
 
 
 def has_openmp() -> bool:
